@@ -1,0 +1,895 @@
+"""The `llmcost` commands. Each turns flags into engine calls and renders one result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from costengine import breakeven as be
+from costengine import caching, spot, stack, tenancy
+from costengine.batching import batching_speedup, utilization_economics
+from costengine.cost import cost_per_million_tokens, tokens_per_dollar
+from costengine.errors import InvalidInputError
+from costengine.gpus import GPUS
+from costengine.models import MODELS
+from costengine.pricing import PRICE_SHEETS, CapacityType, price_sheet
+from costengine.quant import QUANTIZATIONS
+from costengine.rightsize import Demand, rightsize
+from costengine.throughput import ENGINES, Deployment, decode_throughput
+from costoperator.cli.render import emit, grid_table, key_value_table, money, num, pct
+from costoperator.traces import demand_series, read_trace
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
+]
+
+app = typer.Typer(
+    name="llmcost",
+    help=(
+        "Cost of self-hosted LLM inference: $ per 1M tokens, throughput, right-sizing, caching, "
+        "spot and break-even calculators, and the llm-cost-operator.\n\n"
+        "Every command takes --output table|json. Run `llmcost COMMAND --help` for examples."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+GPU_HELP = "GPU: " + ", ".join(GPUS)
+MODEL_HELP = "Model: " + ", ".join(MODELS)
+QUANT_HELP = "Quantization: " + ", ".join(QUANTIZATIONS)
+ENGINE_HELP = "Serving engine whose efficiency to model: " + ", ".join(ENGINES)
+
+
+# --- estimate -----------------------------------------------------------------------------
+
+
+@app.command()
+def estimate(
+    gpu_hourly_usd: Annotated[float, typer.Option(help="Price of one GPU-hour in USD.")],
+    tokens_per_second: Annotated[
+        float, typer.Option(help="Throughput of the whole deployment at full load (tokens/s).")
+    ],
+    utilization: Annotated[
+        float, typer.Option(help="Average busy fraction of that throughput, in (0, 1].")
+    ] = 0.70,
+    gpus: Annotated[int, typer.Option(help="GPUs the deployment uses.")] = 1,
+    output: OutputOpt = Output.table,
+) -> None:
+    """$ per 1M tokens from $/GPU-hour, throughput, utilization and GPU count (the seed's
+    equation).
+
+    Example (the seed's Llama-2 70B on 4×A100 80GB → $1.46):
+
+      llmcost estimate --gpu-hourly-usd 2.21 --tokens-per-second 2400 --utilization 0.7 --gpus 4
+    """
+    usd = cost_per_million_tokens(gpu_hourly_usd, tokens_per_second, utilization, gpus)
+    hourly = gpu_hourly_usd * gpus
+    effective = tokens_per_second * utilization
+    per_dollar = tokens_per_dollar(hourly, effective) if hourly > 0 else None
+    result = {
+        "usd_per_million_tokens": usd,
+        "usd_per_hour": hourly,
+        "effective_tokens_per_second": effective,
+        "tokens_per_dollar": per_dollar,
+        "inputs": {
+            "gpu_hourly_usd": gpu_hourly_usd,
+            "tokens_per_second": tokens_per_second,
+            "utilization": utilization,
+            "gpus": gpus,
+        },
+    }
+    emit(
+        output,
+        result,
+        lambda: [
+            key_value_table(
+                "Cost per million tokens",
+                [
+                    ("$ / 1M tokens", money(usd, 4)),
+                    ("fleet $ / hour", money(hourly)),
+                    ("effective tokens/s", num(effective)),
+                    ("tokens per $", num(per_dollar)),
+                ],
+            )
+        ],
+    )
+
+
+# --- throughput ---------------------------------------------------------------------------
+
+
+@app.command()
+def throughput(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    gpu: Annotated[str, typer.Option(help=GPU_HELP)],
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs serving one replica.")] = 1,
+    batch: Annotated[int, typer.Option(help="Concurrent sequences in a decode step.")] = 64,
+    context: Annotated[
+        int, typer.Option(help="Tokens each sequence holds in the KV cache (prompt + generated).")
+    ] = 576,
+    quant: Annotated[str, typer.Option(help=QUANT_HELP)] = "fp16",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "vllm",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Modeled decode and prefill throughput of a model on a GPU group.
+
+    Example (Llama-2 70B, 4×A100 80GB, batch 16, 576-token context):
+
+      llmcost throughput --model llama-2-70b --gpu A100-80GB --tp 4 --batch 16 --context 576
+    """
+    dep = Deployment.of(model, gpu, tp, quant, engine)
+    if not dep.fits():
+        raise InvalidInputError(
+            f"{dep.model.name} in {dep.quant.name} needs {dep.weight_bytes / tp / 1e9:.1f} GB of "
+            f"weights per GPU; {dep.gpu.name} has {dep.gpu.memory_gb:g} GB (try a larger --tp "
+            "or a smaller --quant)"
+        )
+    step = dep.decode_step(batch, context)
+    decode_tps = batch / step.total_s
+    prefill_tps = dep.prefill_tokens_per_second(batch, context)
+    max_batch = dep.max_batch(context)
+    seed_formula = decode_throughput(
+        dep.weight_bytes / tp, dep.gpu.memory_bandwidth_tb_per_s * 1e12, batch
+    )
+    result = {
+        "model": dep.model.name,
+        "gpu": dep.gpu.name,
+        "tp": tp,
+        "quant": dep.quant.name,
+        "engine": dep.engine.name,
+        "batch": batch,
+        "context": context,
+        "decode_tokens_per_second": decode_tps,
+        "prefill_tokens_per_second": prefill_tps,
+        "decode_step_seconds": step.total_s,
+        "decode_step_breakdown_seconds": {
+            "weights_and_gemm": step.gemm_s,
+            "attention_kv": step.attention_s,
+            "allreduce": step.allreduce_s,
+            "host": step.host_s,
+        },
+        "max_batch_at_context": max_batch,
+        "fits_batch_in_memory": batch <= max_batch,
+        "weight_gb_per_gpu": dep.weight_bytes / tp / 1e9,
+        "kv_cache_gb_per_sequence": dep.kv_bytes_per_token * context / 1e9,
+        "seed_formula_decode_tokens_per_second": seed_formula,
+    }
+    if batch > max_batch:
+        result["warning"] = (
+            f"batch {batch} needs more KV cache than fits; at most {max_batch} sequences of "
+            f"{context} tokens"
+        )
+    emit(
+        output,
+        result,
+        lambda: [
+            key_value_table(
+                f"{dep.model.name} on {tp}× {dep.gpu.name} ({dep.quant.name}, {dep.engine.name})",
+                [
+                    ("decode tokens/s", num(decode_tps)),
+                    ("prefill tokens/s", num(prefill_tps)),
+                    ("decode step", f"{step.total_s * 1e3:.2f} ms"),
+                    ("  weights + GEMMs", f"{step.gemm_s * 1e3:.2f} ms"),
+                    ("  attention (KV reads)", f"{step.attention_s * 1e3:.2f} ms"),
+                    ("  all-reduce", f"{step.allreduce_s * 1e3:.2f} ms"),
+                    ("  host / scheduler", f"{step.host_s * 1e3:.2f} ms"),
+                    ("max batch at this context", num(max_batch)),
+                    ("weights per GPU", f"{result['weight_gb_per_gpu']:.1f} GB"),
+                    ("KV cache per sequence", f"{result['kv_cache_gb_per_sequence']:.2f} GB"),
+                    ("seed formula (decode_throughput)", num(seed_formula)),
+                    *([("warning", str(result["warning"]))] if "warning" in result else []),
+                ],
+            )
+        ],
+    )
+
+
+# --- rightsize ----------------------------------------------------------------------------
+
+
+@app.command(name="rightsize")
+def rightsize_cmd(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    tokens_per_second: Annotated[
+        float, typer.Option(help="Demand: generated (output) tokens per second to serve.")
+    ],
+    input_tokens: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 512,
+    output_tokens: Annotated[int, typer.Option(help="Generated tokens per request.")] = 256,
+    prices: Annotated[str, typer.Option(help="Price sheet: " + ", ".join(PRICE_SHEETS))] = "seed",
+    capacity: Annotated[
+        list[CapacityType] | None,
+        typer.Option(help="Capacity types to consider (repeat the flag); default on_demand."),
+    ] = None,
+    gpu: Annotated[
+        list[str] | None, typer.Option(help="Only these GPUs (repeat); default: all priced.")
+    ] = None,
+    quant: Annotated[
+        list[str] | None, typer.Option(help="Only these quantizations (repeat).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "vllm",
+    max_itl_ms: Annotated[
+        float, typer.Option(help="Latency bound: most milliseconds between two tokens.")
+    ] = 100.0,
+    target_utilization: Annotated[
+        float, typer.Option(help="Highest share of capacity to plan for, in (0, 1].")
+    ] = 0.7,
+    top: Annotated[int, typer.Option(help="Rows to show (JSON has all).")] = 10,
+    include_infeasible: Annotated[
+        bool, typer.Option("--all", help="Also list configurations that do not fit, with why.")
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Rank GPU × count × quantization × capacity type by $/1M tokens for a model and demand.
+
+    Drops what does not fit in memory or misses the latency bound.
+
+    Examples:
+
+      llmcost rightsize --model llama-2-70b --tokens-per-second 2000
+
+      llmcost rightsize --model llama-3.1-8b --tokens-per-second 500 --prices aws-us-east-1
+      --capacity on_demand --capacity spot
+    """
+    sheet = price_sheet(prices)
+    demand = Demand(tokens_per_second, input_tokens, output_tokens)
+    candidates = rightsize(
+        model,
+        demand,
+        sheet,
+        gpus=gpu,
+        quants=quant or ("fp16", "fp8", "int8", "int4"),
+        capacity_types=capacity or (CapacityType.ON_DEMAND,),
+        engine=engine,
+        max_inter_token_latency_s=max_itl_ms / 1000,
+        target_utilization=target_utilization,
+        include_infeasible=include_infeasible,
+    )
+    result = {
+        "model": model,
+        "price_sheet": sheet.name,
+        "demand": {
+            "output_tokens_per_second": demand.output_tokens_per_second,
+            "total_tokens_per_second": demand.total_tokens_per_second,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        },
+        "candidates": candidates,
+    }
+
+    def rows() -> list[list[str]]:
+        out = []
+        for i, c in enumerate(candidates[:top], start=1):
+            if not c.feasible:
+                out.append(
+                    [
+                        f"{i}. {c.gpu}",
+                        str(c.tp),
+                        c.quant,
+                        c.capacity_type.value,
+                        "—",
+                        "—",
+                        "—",
+                        "—",
+                        "—",
+                        "—",
+                        c.reason,
+                    ]
+                )
+                continue
+            out.append(
+                [
+                    f"{i}. {c.gpu}",
+                    str(c.tp),
+                    c.quant,
+                    c.capacity_type.value,
+                    str(c.replicas),
+                    str(c.batch),
+                    f"{c.inter_token_latency_s * 1e3:.0f}",
+                    money(c.usd_per_hour),
+                    money(c.usd_per_million_tokens, 3),
+                    money(c.usd_per_million_tokens_at_capacity, 3),
+                    pct(c.utilization_ratio, 0),
+                ]
+            )
+        return out
+
+    emit(
+        output,
+        result,
+        lambda: [
+            grid_table(
+                f"Right-sizing {model} for {tokens_per_second:g} output tok/s "
+                f"({input_tokens} in / {output_tokens} out per request, {sheet.name} prices)",
+                [
+                    "GPU",
+                    "TP",
+                    "quant",
+                    "capacity",
+                    "replicas",
+                    "batch",
+                    "ITL ms",
+                    "$/h",
+                    "$/1M",
+                    "$/1M at capacity",
+                    "util",
+                ],
+                rows(),
+            )
+        ],
+    )
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+@app.command()
+def batching(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    gpu: Annotated[str, typer.Option(help=GPU_HELP)],
+    gpu_hourly_usd: Annotated[
+        float | None, typer.Option(help="Price of one GPU-hour; default: the seed sheet's.")
+    ] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 1,
+    context: Annotated[int, typer.Option(help="Tokens per sequence in the KV cache.")] = 576,
+    quant: Annotated[str, typer.Option(help=QUANT_HELP)] = "fp16",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "vllm",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Batching economics: the batch a load level needs and the $/1M tokens it costs.
+
+    Example (the seed's low/high utilization cards are an H100 at $4.50):
+
+      llmcost batching --model llama-2-7b --gpu H100-SXM
+    """
+    dep = Deployment.of(model, gpu, tp, quant, engine)
+    price = (
+        gpu_hourly_usd
+        if gpu_hourly_usd is not None
+        else price_sheet("seed").usd_per_gpu_hour(dep.gpu.name)
+    )
+    points = utilization_economics(dep, price * tp, context)
+    result = {
+        "model": dep.model.name,
+        "gpu": dep.gpu.name,
+        "tp": tp,
+        "usd_per_hour": price * tp,
+        "context": context,
+        "speedup_batch_64_vs_1": batching_speedup(dep, min(64, dep.max_batch(context)), context),
+        "load_levels": points,
+    }
+    emit(
+        output,
+        result,
+        lambda: [
+            grid_table(
+                f"Batching economics: {dep.model.name} on {tp}× {dep.gpu.name} at "
+                f"{money(price * tp)}/h",
+                ["load", "tokens/s", "batch needed", "$/1M tokens"],
+                [
+                    [
+                        pct(p.utilization_ratio, 0),
+                        num(p.tokens_per_second),
+                        str(p.batch),
+                        money(p.usd_per_million_tokens, 3),
+                    ]
+                    for p in points
+                ],
+            )
+        ],
+    )
+
+
+# --- caching ------------------------------------------------------------------------------
+
+caching_app = typer.Typer(
+    help="Caching ROI: prefix (KV reuse), semantic (whole responses), prompt templates.",
+    no_args_is_help=True,
+)
+app.add_typer(caching_app, name="caching")
+
+
+def _prefix_tables(title: str, r: caching.PrefixCacheROI) -> list[Table]:
+    return [
+        key_value_table(
+            title,
+            [
+                ("prefill tokens/h without cache", num(r.total_prefill_tokens_per_hour)),
+                ("  computed for hits", num(r.cached_prefill_tokens_per_hour)),
+                ("  computed for misses", num(r.uncached_prefill_tokens_per_hour)),
+                ("prefill tokens/h with cache", num(r.prefill_tokens_with_cache_per_hour)),
+                ("prefill reduction", pct(r.prefill_reduction_ratio)),
+                ("saved per hour", money(r.usd_saved_per_hour)),
+            ],
+        )
+    ]
+
+
+@caching_app.command()
+def prefix(
+    shared_tokens: Annotated[
+        float, typer.Option(help="Shared prefix (system prompt) tokens.")
+    ] = 2048,
+    unique_tokens: Annotated[
+        float, typer.Option(help="Per-request tokens after the prefix.")
+    ] = 256,
+    requests_per_hour: Annotated[float, typer.Option(help="Requests per hour.")] = 10_000,
+    hit_ratio: Annotated[float, typer.Option(help="Share of requests that hit the cache.")] = 0.85,
+    usd_per_million_prefill: Annotated[
+        float, typer.Option(help="What 1M prefill tokens cost to compute.")
+    ] = 0.50,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Prefix caching ROI (defaults: the seed's example → 75.6%, $8.70/h)."""
+    r = caching.prefix_cache_roi(
+        shared_tokens, unique_tokens, requests_per_hour, hit_ratio, usd_per_million_prefill
+    )
+    emit(output, {"prefix": r}, lambda: _prefix_tables("Prefix caching", r))
+
+
+@caching_app.command()
+def template(
+    template_tokens: Annotated[float, typer.Option(help="Fixed template tokens.")],
+    dynamic_tokens: Annotated[float, typer.Option(help="Per-request dynamic tokens.")],
+    requests_per_hour: Annotated[float, typer.Option(help="Requests per hour.")],
+    usd_per_million_prefill: Annotated[
+        float, typer.Option(help="What 1M prefill tokens cost to compute.")
+    ] = 0.50,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Prompt-template compilation: every request reuses the template's precomputed KV state.
+
+    llmcost caching template --template-tokens 1500 --dynamic-tokens 600 --requests-per-hour 5000
+    """
+    r = caching.template_cache_roi(
+        template_tokens, dynamic_tokens, requests_per_hour, usd_per_million_prefill
+    )
+    emit(output, {"template": r}, lambda: _prefix_tables("Template caching", r))
+
+
+@caching_app.command()
+def semantic(
+    requests_per_hour: Annotated[float, typer.Option(help="Requests per hour.")],
+    hit_ratio: Annotated[
+        float, typer.Option(help="Share answered from the cache (seed: 0.1-0.3).")
+    ],
+    input_tokens: Annotated[float, typer.Option(help="Prompt tokens per request.")] = 512,
+    output_tokens: Annotated[float, typer.Option(help="Generated tokens per request.")] = 256,
+    usd_per_million_input: Annotated[float, typer.Option(help="$ per 1M input tokens.")] = 1.46,
+    usd_per_million_output: Annotated[float, typer.Option(help="$ per 1M output tokens.")] = 1.46,
+    cache_usd_per_hour: Annotated[
+        float, typer.Option(help="What the vector store and embeddings cost per hour.")
+    ] = 0.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Semantic caching: whole responses reused for similar queries (saves prefill and decode).
+
+    llmcost caching semantic --requests-per-hour 10000 --hit-ratio 0.2
+    """
+    r = caching.semantic_cache_roi(
+        requests_per_hour,
+        hit_ratio,
+        input_tokens,
+        output_tokens,
+        usd_per_million_input,
+        usd_per_million_output,
+        cache_usd_per_hour,
+    )
+    emit(
+        output,
+        {"semantic": r},
+        lambda: [
+            key_value_table(
+                "Semantic caching",
+                [
+                    ("requests served from cache/h", num(r.requests_served_from_cache_per_hour)),
+                    ("input tokens avoided/h", num(r.input_tokens_avoided_per_hour)),
+                    ("output tokens avoided/h", num(r.output_tokens_avoided_per_hour)),
+                    ("gross saved per hour", money(r.gross_usd_saved_per_hour)),
+                    ("cache cost per hour", money(r.cache_usd_per_hour)),
+                    ("net saved per hour", money(r.net_usd_saved_per_hour)),
+                ],
+            )
+        ],
+    )
+
+
+# --- spot ---------------------------------------------------------------------------------
+
+
+@app.command(name="spot")
+def spot_cmd(
+    base_gpus: Annotated[float, typer.Option(help="On-demand GPUs kept all month.")] = 4,
+    spot_gpus: Annotated[float, typer.Option(help="Spot GPUs added for bursts.")] = 4,
+    spot_duty: Annotated[float, typer.Option(help="Share of the month spot GPUs run.")] = 0.6,
+    compare_gpus: Annotated[
+        float, typer.Option(help="GPUs of the all-on-demand fleet compared against.")
+    ] = 6,
+    on_demand_usd: Annotated[float, typer.Option(help="On-demand $ per GPU-hour.")] = 2.21,
+    spot_usd: Annotated[float, typer.Option(help="Spot $ per GPU-hour.")] = 0.73,
+    interruptions_per_hour: Annotated[
+        float, typer.Option(help="Spot interruptions per spot GPU-hour.")
+    ] = 0.0,
+    cold_start_s: Annotated[
+        float, typer.Option(help="Seconds a replacement takes to serve (covered on demand).")
+    ] = 0.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Hybrid spot/on-demand monthly cost (defaults: the seed's example → $7,731 vs $9,680).
+
+    llmcost spot --interruptions-per-hour 0.05 --cold-start-s 300
+    """
+    r = spot.hybrid_spot_cost(
+        base_gpus,
+        spot_gpus,
+        on_demand_usd,
+        spot_usd,
+        spot_duty,
+        compare_gpus,
+        interruptions_per_hour,
+        cold_start_s,
+    )
+    emit(
+        output,
+        {"hybrid": r, "spot_discount_ratio": spot.spot_discount_ratio(on_demand_usd, spot_usd)},
+        lambda: [
+            key_value_table(
+                "Hybrid spot / on-demand (per month)",
+                [
+                    ("on-demand base", money(r.monthly_base_usd, 0)),
+                    ("spot burst", money(r.monthly_spot_usd, 0)),
+                    ("interruptions", money(r.monthly_interruption_usd, 0)),
+                    ("hybrid total", money(r.monthly_hybrid_usd, 0)),
+                    (
+                        f"all on demand ({compare_gpus:g} GPUs)",
+                        money(r.monthly_all_on_demand_usd, 0),
+                    ),
+                    ("saved", f"{money(r.monthly_savings_usd, 0)} ({pct(r.savings_ratio)})"),
+                ],
+            )
+        ],
+    )
+
+
+# --- breakeven ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRow:
+    tokens_per_month: float
+    api_usd: float
+    self_hosted: be.SelfHostedMonthly
+
+
+@app.command()
+def breakeven(
+    tokens_per_month: Annotated[
+        list[float] | None, typer.Option(help="Volumes to compare (repeat); default 1B and 10B.")
+    ] = None,
+    api_name: Annotated[str, typer.Option(help="API to compare with.")] = "gpt-4o",
+    api_input_usd: Annotated[float, typer.Option(help="API $ per 1M input tokens.")] = 2.50,
+    api_output_usd: Annotated[float, typer.Option(help="API $ per 1M output tokens.")] = 10.00,
+    input_ratio: Annotated[float, typer.Option(help="Share of tokens that are input.")] = 0.5,
+    gpu_hourly_usd: Annotated[float, typer.Option(help="$ per GPU-hour.")] = 2.21,
+    gpus_per_replica: Annotated[int, typer.Option(help="GPUs per replica.")] = 4,
+    replica_tokens_per_second: Annotated[
+        float, typer.Option(help="A replica's full-load throughput (tokens/s).")
+    ] = 2400,
+    max_utilization: Annotated[
+        float, typer.Option(help="Highest share of a replica's throughput to plan for.")
+    ] = 0.7,
+    engineers: Annotated[float, typer.Option(help="Engineers running the fleet.")] = 0.0,
+    usd_per_engineer_year: Annotated[
+        float, typer.Option(help="Cost of an engineer-year (seed: $150-250K).")
+    ] = 200_000,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Self-hosted vs API: monthly cost at each volume and the break-even volume.
+
+    Defaults: the seed's Llama-70B on 4×A100 ($2.21, 2,400 tok/s) vs GPT-4o.
+
+      llmcost breakeven --engineers 1 --tokens-per-month 1e9 --tokens-per-month 1e10
+    """
+    api = be.ApiPrice(api_name, api_input_usd, api_output_usd)
+    volumes = tokens_per_month or [1e9, 1e10]
+    rows = []
+    for v in volumes:
+        hosted = be.self_hosted_monthly_cost(
+            v,
+            gpu_hourly_usd,
+            gpus_per_replica,
+            replica_tokens_per_second,
+            max_utilization,
+            engineers,
+            usd_per_engineer_year,
+        )
+        rows.append(VolumeRow(v, be.api_monthly_cost_usd(api, v, input_ratio), hosted))
+    point = be.breakeven_tokens_per_month(
+        api,
+        gpu_hourly_usd,
+        gpus_per_replica,
+        replica_tokens_per_second,
+        max_utilization,
+        engineers,
+        usd_per_engineer_year,
+        input_ratio,
+    )
+    result = {"api": api, "volumes": rows, "breakeven_tokens_per_month": point}
+    emit(
+        output,
+        result,
+        lambda: [
+            grid_table(
+                f"Self-hosted vs {api.name} per month",
+                ["tokens/month", "API", "self-hosted", "GPUs", "fleet utilization"],
+                [
+                    [
+                        num(r.tokens_per_month),
+                        money(r.api_usd, 0),
+                        money(r.self_hosted.total_usd, 0),
+                        str(r.self_hosted.gpus),
+                        pct(r.self_hosted.utilization_ratio),
+                    ]
+                    for r in rows
+                ],
+            ),
+            key_value_table(
+                "Break-even",
+                [("tokens/month", num(point) if point is not None else "never")],
+            ),
+        ],
+    )
+
+
+# --- tenancy ------------------------------------------------------------------------------
+
+tenancy_app = typer.Typer(
+    help="Multi-tenancy: LoRA multiplexing and statistical multiplexing of tenants.",
+    no_args_is_help=True,
+)
+app.add_typer(tenancy_app, name="tenancy")
+
+
+@tenancy_app.command()
+def lora(
+    adapters: Annotated[int, typer.Option(help="Fine-tuned models served as LoRA adapters.")] = 50,
+    base_usd_per_hour: Annotated[
+        float, typer.Option(help="$ per hour of one base-model replica.")
+    ] = 8.84,
+    overhead: Annotated[
+        float, typer.Option(help="Throughput lost to adapter switching (seed: 0.01-0.03).")
+    ] = 0.02,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Shared base + LoRA adapters vs one dedicated deployment per fine-tune (seed: 50 → 50×)."""
+    r = tenancy.lora_multiplexing(adapters, base_usd_per_hour, overhead)
+    emit(
+        output,
+        {"lora": r},
+        lambda: [
+            key_value_table(
+                f"LoRA multiplexing of {adapters} fine-tunes",
+                [
+                    ("shared $/h", money(r.shared_usd_per_hour)),
+                    ("dedicated $/h", money(r.dedicated_usd_per_hour)),
+                    ("dedicated ÷ shared", f"{r.cost_ratio:.1f}×"),
+                ],
+            )
+        ],
+    )
+
+
+@tenancy_app.command()
+def multiplex(
+    tenants: Annotated[int, typer.Option(help="Independent tenants (normal approximation).")] = 10,
+    utilization: Annotated[
+        float, typer.Option(help="Each tenant's utilization on dedicated capacity.")
+    ] = 0.4,
+    trace: Annotated[
+        list[Path] | None,
+        typer.Option(help="Measure instead: one real trace per tenant (repeat the flag)."),
+    ] = None,
+    quantile: Annotated[float, typer.Option(help="Provisioning quantile for --trace.")] = 0.99,
+    bin_seconds: Annotated[float, typer.Option(help="Demand bin for --trace (s).")] = 60.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Statistical multiplexing: capacity for the quantile of summed demand vs the sum of each
+    tenant's own.
+
+      llmcost tenancy multiplex --tenants 10 --utilization 0.4
+
+      llmcost tenancy multiplex --trace azure_code.csv --trace azure_conv.csv --trace mooncake.jsonl
+    """
+    if trace:
+        series = []
+        for path in trace:
+            inputs, outputs = demand_series(read_trace(path), bin_seconds)
+            series.append([i + o for i, o in zip(inputs, outputs, strict=True)])
+        length = min(len(s) for s in series)
+        r = tenancy.statistical_multiplexing_from_series([s[:length] for s in series], quantile)
+        title = f"Statistical multiplexing of {len(series)} measured tenants (tokens/s)"
+    else:
+        r = tenancy.statistical_multiplexing_normal(tenants, utilization)
+        title = f"Statistical multiplexing of {tenants} independent tenants"
+    emit(
+        output,
+        {"multiplexing": r},
+        lambda: [
+            key_value_table(
+                title,
+                [
+                    ("dedicated capacity (sum of peaks)", num(r.dedicated_capacity, 1)),
+                    ("shared capacity (peak of sum)", num(r.shared_capacity, 1)),
+                    ("dedicated utilization", pct(r.dedicated_utilization_ratio)),
+                    ("shared utilization", pct(r.shared_utilization_ratio)),
+                    ("capacity saved", pct(r.cost_reduction_ratio)),
+                ],
+            )
+        ],
+    )
+
+
+# --- stack --------------------------------------------------------------------------------
+
+
+@app.command(name="stack")
+def stack_cmd(
+    baseline: Annotated[
+        float, typer.Option(help="Starting $/1M tokens (seed: naive serving at $3.00).")
+    ] = stack.SEED_BASELINE_USD_PER_MILLION,
+    lever: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=REDUCTION (e.g. quantization=0.5), repeat; default: the seed's."),
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The optimization stack: levers composed one after another from a baseline $/1M."""
+    levers = list(stack.SEED_LEVERS)
+    if lever:
+        levers = []
+        for item in lever:
+            name, sep, value = item.partition("=")
+            try:
+                levers.append(stack.Lever(name.strip(), float(value)))
+            except ValueError:
+                raise InvalidInputError(f"--lever wants NAME=REDUCTION, got {item!r}") from None
+            if not sep or not name.strip():
+                raise InvalidInputError(f"--lever wants NAME=REDUCTION, got {item!r}")
+    r = stack.optimization_stack(levers, baseline)
+    emit(
+        output,
+        {
+            "stack": r,
+            "final_usd_per_million": r.final_usd_per_million,
+            "total_reduction_ratio": r.total_reduction_ratio,
+        },
+        lambda: [
+            grid_table(
+                f"Optimization stack from {money(baseline)}/1M",
+                ["lever", "reduction", "$/1M after", "cumulative"],
+                [
+                    [
+                        s.lever,
+                        pct(s.reduction_ratio),
+                        money(s.usd_per_million_after, 3),
+                        pct(s.cumulative_reduction_ratio),
+                    ]
+                    for s in r.steps
+                ],
+            )
+        ],
+    )
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+
+class CatalogKind(StrEnum):
+    gpus = "gpus"
+    models = "models"
+    prices = "prices"
+    engines = "engines"
+    quantizations = "quantizations"
+
+
+@app.command()
+def catalog(
+    kind: Annotated[CatalogKind, typer.Argument(help="What to list.")] = CatalogKind.gpus,
+    prices: Annotated[
+        str, typer.Option(help="Price sheet for `prices`: " + ", ".join(PRICE_SHEETS))
+    ] = "seed",
+    output: OutputOpt = Output.table,
+) -> None:
+    """List the built-in GPUs, models, price sheets, serving engines or quantizations."""
+    if kind is CatalogKind.gpus:
+        items: list[object] = list(GPUS.values())
+        headers = ["GPU", "memory GB", "TB/s", "FP16 TFLOPS", "FP8 TFLOPS", "link GB/s"]
+        rows = [
+            [
+                g.name,
+                num(g.memory_gb),
+                num(g.memory_bandwidth_tb_per_s, 2),
+                num(g.fp16_dense_tflops),
+                num(g.fp8_dense_tflops),
+                num(g.interconnect_gb_per_s),
+            ]
+            for g in GPUS.values()
+        ]
+    elif kind is CatalogKind.models:
+        items = list(MODELS.values())
+        headers = ["model", "params B", "active B", "layers", "hidden", "heads/KV", "context"]
+        rows = [
+            [
+                m.name,
+                num(m.total_params_b, 2),
+                num(m.active_params_b, 2),
+                str(m.num_layers),
+                str(m.hidden_size),
+                f"{m.num_attention_heads}/{m.num_kv_heads}",
+                num(m.max_context),
+            ]
+            for m in MODELS.values()
+        ]
+    elif kind is CatalogKind.prices:
+        sheet = price_sheet(prices)
+        items = list(sheet)
+        headers = ["GPU", "capacity", "$/GPU-hour", "source"]
+        rows = [
+            [e.gpu, e.capacity_type.value, money(e.usd_per_gpu_hour, 4), e.source]
+            for e in sorted(sheet, key=lambda e: (e.gpu, e.capacity_type.value))
+        ]
+    elif kind is CatalogKind.engines:
+        items = list(ENGINES.values())
+        headers = ["engine", "memory eff.", "compute eff.", "GEMM half rows", "host ms", "source"]
+        rows = [
+            [
+                e.name,
+                pct(e.memory_efficiency, 0),
+                pct(e.compute_efficiency, 0),
+                num(e.gemm_half_efficiency_tokens),
+                num(e.step_overhead_s * 1e3, 2),
+                e.source,
+            ]
+            for e in ENGINES.values()
+        ]
+    else:
+        items = list(QUANTIZATIONS.values())
+        headers = ["quantization", "bytes/param", "math", "description"]
+        rows = [
+            [q.name, num(q.weight_bytes_per_param, 3), q.math.value, q.description]
+            for q in QUANTIZATIONS.values()
+        ]
+    emit(output, {kind.value: items}, lambda: [grid_table(kind.value, headers, rows)])
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            help="Request trace to price (Azure CSV or Mooncake JSONL); default: the "
+            "shared Azure conversation trace."
+        ),
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """A tour of the cost engine on real data: the seed's numbers, a real trace's demand
+    priced on the cheapest GPUs, and the hybrid spot plan for it at real AWS prices."""
+    from costoperator.cli.demo import run_demo
+
+    run_demo(trace, output.value)
