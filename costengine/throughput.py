@@ -85,15 +85,41 @@ ACTIVATION_RESERVE_BYTES = 2e9
 
 _FIT = "fitted by bench/calibrate_throughput.py to published measurements (BENCHMARKS.md)"
 
+#: TurboMind: lmdeploy v0.1 A100-80GB static batches, Llama-2 7B/13B/70B (75 points).
+_LMDEPLOY = EngineProfile("lmdeploy", 0.90, 0.657, 100.8, 2.68e-3, 71e-6, 256, _FIT)
+#: TensorRT-LLM v0.5-v0.13, static and in-flight batching, A100/H100/H200/L40S (348 points).
+_TRTLLM = EngineProfile("trtllm", 0.90, 0.501, 57.5, 4.77e-3, 98.9e-6, 256, _FIT)
+
+
+def _relative(
+    base: EngineProfile, name: str, ratio: float, max_num_seqs: int, source: str
+) -> EngineProfile:
+    """An engine measured only against another: the other's profile with its kernel
+    efficiencies scaled by the measured throughput ratio."""
+    return replace(
+        base,
+        name=name,
+        memory_efficiency=base.memory_efficiency * ratio,
+        compute_efficiency=base.compute_efficiency * ratio,
+        max_num_seqs=max_num_seqs,
+        source=source,
+    )
+
+
+# vLLM 0.4.3 reached 0.973x TensorRT-LLM (NIM 1.0) output tokens/s, mean of concurrency 1-64,
+# Llama-3-8B on A10G (source llmperf_a10g_llama3_8b). max_num_seqs: vLLM's default 256.
+_VLLM = _relative(_TRTLLM, "vllm", 0.973, 256, "0.973x trtllm (llmperf_a10g_llama3_8b)")
+
 ENGINES: dict[str, EngineProfile] = {
-    # TurboMind: lmdeploy v0.1 A100-80GB static batches, Llama-2 7B/13B/70B (75 points).
-    "lmdeploy": EngineProfile("lmdeploy", 0.90, 0.657, 100.8, 2.68e-3, 71e-6, 256, _FIT),
-    # TensorRT-LLM v0.5-v0.13 static and in-flight batching, A100/H100/H200/L40S (348 points).
-    "trtllm": EngineProfile("trtllm", 0.90, 0.501, 57.5, 4.77e-3, 98.9e-6, 256, _FIT),
-    # Placeholders until published cross-engine comparisons are fitted (see BENCHMARKS.md).
-    "vllm": EngineProfile("vllm", 0.70, 0.55, 64, 4e-3, 20e-6, 256, "placeholder"),
-    "sglang": EngineProfile("sglang", 0.75, 0.60, 64, 3e-3, 20e-6, 256, "placeholder"),
-    "tgi": EngineProfile("tgi", 0.65, 0.50, 64, 5e-3, 20e-6, 128, "placeholder"),
+    "vllm": _VLLM,
+    # SGLang 0.3.0 reached 1.036x vLLM 0.6.0 (A100-80GB, Llama-3.1-8B, ShareGPT; source
+    # sglang_v030_vs_vllm_v060). Default concurrency cap taken as vLLM's.
+    "sglang": _relative(_VLLM, "sglang", 1.036, 256, "1.036x vllm (sglang_v030_vs_vllm_v060)"),
+    "trtllm": _TRTLLM,
+    "lmdeploy": _LMDEPLOY,
+    # TGI 2.0.4 reached 0.999x vLLM 0.4.3 (mean of concurrency 1-64, same llmperf runs);
+    # `--max-concurrent-requests` defaults to 128.
+    "tgi": _relative(_VLLM, "tgi", 0.999, 128, "0.999x vllm (llmperf_a10g_llama3_8b)"),
 }
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from costengine.errors import CostEngineError
@@ -25,18 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     except (CostEngineError, TraceError) as exc:
         print(f"llmcost: error: {exc}", file=sys.stderr)
         return 2
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-        return 2
-    except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "llmcost"
-        print(f"{command}: error: {exc.format_message()} (see --help)", file=sys.stderr)
-        return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.Abort:
-        print("llmcost: aborted", file=sys.stderr)
-        return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except typer.Abort:
+        print("llmcost: aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:
+        # Usage errors of typer's bundled click: unknown option, unparsable value, missing flag.
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help(), file=sys.stderr)
+            return 2
+        command = ctx.command_path if ctx is not None else "llmcost"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"{command}: error: {' '.join(message.split())} (see --help)", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     return 0
