@@ -1,5 +1,5 @@
 """The seed's right-sizing claims at the seed's prices, and where they hold (docs/seed-errata.md
-E14-E16 explain the limits)."""
+E10, E14 and E15 explain the limits)."""
 
 from __future__ import annotations
 
