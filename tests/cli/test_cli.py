@@ -253,14 +253,30 @@ def test_table_output_is_for_people() -> None:
     assert "$1.4616" in done.stdout
 
 
-def test_demo_prices_a_real_trace(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prices_the_real_traces(capsys: pytest.CaptureFixture[str]) -> None:
     r = json_of(capsys, "demo")
     assert round(r["seed_headline_usd_per_million_tokens"], 2) == 1.46
-    assert r["trace"]["requests"] == 19_366
+    traces = {t["label"]: t for t in r["traces"]}
+    assert [traces[k]["requests"] for k in ("azure-conv", "azure-code", "mooncake")] == [
+        19_366,
+        8_819,
+        12_031,
+    ]
     assert r["rightsize_aws_prices"][0]["feasible"]
-    plan = r["hybrid_plan"]
-    assert plan["base_replicas_on_demand"] >= 1
-    assert 0 < plan["cost"]["monthly_hybrid_usd"] <= plan["cost"]["monthly_all_on_demand_usd"]
+    for t in traces.values():
+        plan = t["hybrid_plan"]
+        assert plan["base_replicas_on_demand"] >= 1
+        cost = plan["cost"]
+        assert 0 < cost["monthly_hybrid_usd"] <= cost["monthly_all_on_demand_usd"]
+    # The bursty code trace (peak 6x its median) is where spot pays; the flat one needs none.
+    assert traces["azure-code"]["hybrid_plan"]["peak_spot_replicas"] > 0
+    assert traces["azure-code"]["hybrid_plan"]["cost"]["savings_ratio"] > 0.5
+
+
+def test_demo_on_one_trace(capsys: pytest.CaptureFixture[str], shared_data: Path) -> None:
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    r = json_of(capsys, "demo", "--trace", str(trace))
+    assert [t["file"] for t in r["traces"]] == [trace.name]
 
 
 def test_demo_with_a_missing_trace_is_a_clear_error() -> None:
