@@ -49,85 +49,89 @@ class SelfHostedMonthly:
     engineering_usd: float
     total_usd: float
     utilization_ratio: float
-    """Share of the fleet's capacity the volume uses."""
+    """Share of the fleet's full-load capacity the volume uses."""
     usd_per_million_tokens: float | None
 
 
-def replica_capacity_tokens_per_month(tokens_per_second: float, utilization: float) -> float:
-    """Tokens a replica serves in a month at `utilization` of its full-load throughput."""
-    require_positive("tokens_per_second", tokens_per_second)
-    require_ratio("utilization", utilization)
-    return tokens_per_second * utilization * SECONDS_PER_HOUR * HOURS_PER_MONTH
+@dataclass(frozen=True, slots=True)
+class SelfHostedFleet:
+    """Whole replicas, each good for `replica_tokens_per_second` at full load and planned to run
+    at most at `max_utilization`, plus the engineers who run them (the seed: $150-250K per ML
+    engineer-year). The seed's: 4×A100 at $2.21, 2,400 tok/s → $6,453/month per replica."""
 
+    usd_per_gpu_hour: float
+    gpus_per_replica: int
+    replica_tokens_per_second: float
+    max_utilization: float = 0.7
+    engineers: float = 0.0
+    usd_per_engineer_year: float = 200_000.0
 
-def self_hosted_monthly_cost(
-    tokens_per_month: float,
-    usd_per_gpu_hour: float,
-    gpus_per_replica: int,
-    replica_tokens_per_second: float,
-    max_utilization: float = 0.7,
-    engineers: float = 0.0,
-    usd_per_engineer_year: float = 200_000.0,
-    min_replicas: int = 1,
-) -> SelfHostedMonthly:
-    """A fleet of whole replicas, each good for `replica_tokens_per_second` at full load and run
-    at most at `max_utilization`, plus engineering (the seed: $150-250K per ML engineer-year).
+    def __post_init__(self) -> None:
+        require_non_negative("usd_per_gpu_hour", self.usd_per_gpu_hour)
+        require_positive("gpus_per_replica", self.gpus_per_replica)
+        require_positive("replica_tokens_per_second", self.replica_tokens_per_second)
+        require_ratio("max_utilization", self.max_utilization)
+        require_non_negative("engineers", self.engineers)
+        require_non_negative("usd_per_engineer_year", self.usd_per_engineer_year)
 
-    Seed: 4×A100 at $2.21 → $6,453/month, flat until the volume outgrows one replica.
-    """
-    require_non_negative("tokens_per_month", tokens_per_month)
-    require_non_negative("usd_per_gpu_hour", usd_per_gpu_hour)
-    require_non_negative("engineers", engineers)
-    require_non_negative("usd_per_engineer_year", usd_per_engineer_year)
-    capacity = replica_capacity_tokens_per_month(replica_tokens_per_second, max_utilization)
-    replicas = max(min_replicas, math.ceil(tokens_per_month / capacity))
-    gpus = replicas * gpus_per_replica
-    gpu_usd = gpus * usd_per_gpu_hour * HOURS_PER_MONTH
-    engineering = engineers * usd_per_engineer_year / 12
-    total = gpu_usd + engineering
-    full = replica_capacity_tokens_per_month(replica_tokens_per_second, 1.0) * replicas
-    return SelfHostedMonthly(
-        tokens_per_month=tokens_per_month,
-        replicas=replicas,
-        gpus=gpus,
-        gpu_usd=gpu_usd,
-        engineering_usd=engineering,
-        total_usd=total,
-        utilization_ratio=tokens_per_month / full if full > 0 else 0.0,
-        usd_per_million_tokens=total / tokens_per_month * TOKENS_PER_MILLION
-        if tokens_per_month > 0
-        else None,
-    )
+    @property
+    def replica_usd_per_month(self) -> float:
+        return self.gpus_per_replica * self.usd_per_gpu_hour * HOURS_PER_MONTH
 
+    @property
+    def engineering_usd_per_month(self) -> float:
+        return self.engineers * self.usd_per_engineer_year / 12
 
-def breakeven_tokens_per_month(
-    api: ApiPrice,
-    usd_per_gpu_hour: float,
-    gpus_per_replica: int,
-    replica_tokens_per_second: float,
-    max_utilization: float = 0.7,
-    engineers: float = 0.0,
-    usd_per_engineer_year: float = 200_000.0,
-    input_token_ratio: float = 0.5,
-) -> float | None:
-    """Smallest monthly volume at which self-hosting costs no more than the API, or None.
+    @property
+    def replica_tokens_per_month(self) -> float:
+        """Tokens one replica serves in a month at its planned utilization."""
+        return (
+            self.replica_tokens_per_second
+            * self.max_utilization
+            * SECONDS_PER_HOUR
+            * HOURS_PER_MONTH
+        )
 
-    Self-hosted cost is a step function (whole replicas), so each step is checked: the first
-    step whose fixed cost the API bill reaches within that step's capacity is the answer.
-    """
-    price = api.blended_usd_per_million(input_token_ratio) / TOKENS_PER_MILLION
-    if price <= 0:
-        return None
-    capacity = replica_capacity_tokens_per_month(replica_tokens_per_second, max_utilization)
-    per_replica = gpus_per_replica * usd_per_gpu_hour * HOURS_PER_MONTH
-    engineering = engineers * usd_per_engineer_year / 12
-    # If a full replica's tokens cost less at the API than the replica itself, adding replicas
-    # never catches up: no break-even past the first step.
-    for replicas in range(1, 10_000):
-        fixed = replicas * per_replica + engineering
-        volume = fixed / price
-        if volume <= replicas * capacity:
-            return volume
-        if capacity * price <= per_replica:
+    def monthly_cost(self, tokens_per_month: float, min_replicas: int = 1) -> SelfHostedMonthly:
+        """Cost of serving `tokens_per_month`: flat until the volume outgrows a replica."""
+        require_non_negative("tokens_per_month", tokens_per_month)
+        replicas = max(min_replicas, math.ceil(tokens_per_month / self.replica_tokens_per_month))
+        gpu_usd = replicas * self.replica_usd_per_month
+        total = gpu_usd + self.engineering_usd_per_month
+        full_load = replicas * self.replica_tokens_per_month / self.max_utilization
+        return SelfHostedMonthly(
+            tokens_per_month=tokens_per_month,
+            replicas=replicas,
+            gpus=replicas * self.gpus_per_replica,
+            gpu_usd=gpu_usd,
+            engineering_usd=self.engineering_usd_per_month,
+            total_usd=total,
+            utilization_ratio=tokens_per_month / full_load,
+            usd_per_million_tokens=total / tokens_per_month * TOKENS_PER_MILLION
+            if tokens_per_month > 0
+            else None,
+        )
+
+    def breakeven_tokens_per_month(
+        self, api: ApiPrice, input_token_ratio: float = 0.5
+    ) -> float | None:
+        """Smallest monthly volume at which self-hosting costs no more than the API, or None.
+
+        Self-hosted cost is a step function (whole replicas), so each step is checked: the
+        first step whose fixed cost the API bill reaches within that step's capacity.
+        """
+        price = api.blended_usd_per_million(input_token_ratio) / TOKENS_PER_MILLION
+        if price <= 0:
             return None
-    return None
+        capacity = self.replica_tokens_per_month
+        # If a full replica's tokens cost less at the API than the replica itself, adding
+        # replicas never catches up: no break-even past the first step.
+        for replicas in range(1, 10_000):
+            volume = (
+                replicas * self.replica_usd_per_month + self.engineering_usd_per_month
+            ) / price
+            if volume <= replicas * capacity:
+                return volume
+            if capacity * price <= self.replica_usd_per_month:
+                return None
+        return None

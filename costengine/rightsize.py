@@ -20,7 +20,7 @@ from costengine.gpus import GPUS
 from costengine.models import MODELS
 from costengine.pricing import CapacityType, PriceSheet
 from costengine.quant import QUANTIZATIONS, quantization
-from costengine.throughput import Deployment, ServingRate, engine_profile
+from costengine.throughput import BatchRun, Deployment, engine_profile
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 DEFAULT_QUANTS = ("fp16", "fp8", "int8", "int4")
@@ -74,13 +74,13 @@ class Candidate:
         return self.tp * self.replicas
 
 
-def _best_batch(dep: Deployment, demand: Demand, max_itl_s: float) -> ServingRate | None:
+def _best_batch(dep: Deployment, demand: Demand, max_itl_s: float) -> BatchRun | None:
     """The serving rate at the largest batch whose inter-token latency meets the bound."""
     cap = dep.max_batch(demand.input_tokens + demand.output_tokens)
     if cap < 1:
         return None
 
-    def rate(b: int) -> ServingRate:
+    def rate(b: int) -> BatchRun:
         return dep.serving(demand.input_tokens, demand.output_tokens, batch=b)
 
     if rate(1).inter_token_latency_s > max_itl_s:

@@ -365,9 +365,7 @@ class Deployment:
             decode_s=decode_s,
         )
 
-    def serving(
-        self, input_tokens: int, output_tokens: int, batch: int | None = None
-    ) -> ServingRate:
+    def serving(self, input_tokens: int, output_tokens: int, batch: int | None = None) -> BatchRun:
         """Steady continuous batching with every slot busy: prefills interleave with decodes.
 
         In the time a slot finishes one request (`output_tokens` decode steps) the group also
@@ -398,7 +396,7 @@ class Deployment:
             + prefill.attention_s
             + prefill.allreduce_s
         )
-        return ServingRate(
+        return BatchRun(
             batch=batch,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -421,6 +419,10 @@ class StepTime:
 
 @dataclass(frozen=True, slots=True)
 class BatchRun:
+    """A period in which `batch` sequences each have `input_tokens` prefilled and
+    `output_tokens` generated: a static batch from start to end, or one cycle of steady
+    continuous batching (every slot finishing one request)."""
+
     batch: int
     input_tokens: int
     output_tokens: int
@@ -436,31 +438,8 @@ class BatchRun:
         return self.batch * self.output_tokens / self.total_s
 
     @property
-    def first_token_latency_s(self) -> float:
-        return self.prefill_s
-
-
-@dataclass(frozen=True, slots=True)
-class ServingRate:
-    """Steady-state rates of a continuously batched deployment."""
-
-    batch: int
-    input_tokens: int
-    output_tokens: int
-    prefill_s: float
-    decode_s: float
-
-    @property
-    def cycle_s(self) -> float:
-        return self.prefill_s + self.decode_s
-
-    @property
-    def output_tokens_per_second(self) -> float:
-        return self.batch * self.output_tokens / self.cycle_s
-
-    @property
     def input_tokens_per_second(self) -> float:
-        return self.batch * self.input_tokens / self.cycle_s
+        return self.batch * self.input_tokens / self.total_s
 
     @property
     def total_tokens_per_second(self) -> float:
@@ -468,16 +447,22 @@ class ServingRate:
 
     @property
     def requests_per_second(self) -> float:
-        return self.batch / self.cycle_s
+        return self.batch / self.total_s
 
     @property
     def prefill_time_ratio(self) -> float:
         """Share of GPU time spent on prefill: the input side of an input/output cost split."""
-        return self.prefill_s / self.cycle_s
+        return self.prefill_s / self.total_s
+
+    @property
+    def first_token_latency_s(self) -> float:
+        """For a static batch: all prompts prefill before the first token."""
+        return self.prefill_s
 
     @property
     def inter_token_latency_s(self) -> float:
-        return self.cycle_s / self.output_tokens
+        """Mean time between a sequence's tokens, prefill stalls included."""
+        return self.total_s / self.output_tokens
 
 
 def batch_for_throughput(

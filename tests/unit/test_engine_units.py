@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from costengine.breakeven import (
     GPT_4O,
     ApiPrice,
-    breakeven_tokens_per_month,
-    self_hosted_monthly_cost,
+    SelfHostedFleet,
 )
 from costengine.caching import prefix_cache_savings_usd_per_hour, semantic_cache_roi
 from costengine.cost import cost_per_million_tokens, split_input_output, usd_per_million_tokens
@@ -146,15 +145,15 @@ def test_spot_interruptions_cost_on_demand_cover_for_cold_starts() -> None:
 
 
 def test_breakeven_is_where_costs_cross() -> None:
-    point = breakeven_tokens_per_month(GPT_4O, 2.21, 4, 2400, 0.7, engineers=1)
+    point = SelfHostedFleet(2.21, 4, 2400, 0.7, engineers=1).breakeven_tokens_per_month(GPT_4O)
     assert point is not None
-    hosted = self_hosted_monthly_cost(point, 2.21, 4, 2400, 0.7, engineers=1).total_usd
+    hosted = SelfHostedFleet(2.21, 4, 2400, 0.7, engineers=1).monthly_cost(point).total_usd
     api = point / 1e6 * GPT_4O.blended_usd_per_million(0.5)
     assert api == pytest.approx(hosted, rel=1e-9)
     free_api = ApiPrice("free", 0.0, 0.0)
-    assert breakeven_tokens_per_month(free_api, 2.21, 4, 2400) is None
+    assert SelfHostedFleet(2.21, 4, 2400).breakeven_tokens_per_month(free_api) is None
     cheap_api = ApiPrice("cheap", 0.01, 0.01)  # a replica's tokens cost less than the replica
-    assert breakeven_tokens_per_month(cheap_api, 2.21, 4, 2400) is None
+    assert SelfHostedFleet(2.21, 4, 2400).breakeven_tokens_per_month(cheap_api) is None
 
 
 def test_multiplexing_from_series_quantile_of_sum_below_sum_of_quantiles() -> None:

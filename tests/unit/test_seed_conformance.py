@@ -232,18 +232,18 @@ def test_api_vs_self_hosted_gpt4o_monthly() -> None:
 
 
 def test_api_vs_self_hosted_fleet_monthly_and_growth() -> None:
-    at_1b = be.self_hosted_monthly_cost(1e9, 2.21, 4, 2400, 0.7)
+    at_1b = be.SelfHostedFleet(2.21, 4, 2400, 0.7).monthly_cost(1e9)
     assert round(at_1b.total_usd) == 6_453
     assert round(monthly_cost_usd(2.21 * 4)) == 6_453
-    at_10b = be.self_hosted_monthly_cost(1e10, 2.21, 4, 2400, 0.7)
+    at_10b = be.SelfHostedFleet(2.21, 4, 2400, 0.7).monthly_cost(1e10)
     assert at_10b.gpus == 12  # the footnote's "8-12 GPUs"
     assert 13_000 <= at_10b.total_usd <= 19_500  # "~$13-19K/month"
-    assert round(be.self_hosted_monthly_cost(1e10, 2.21, 8, 4800, 1.0).total_usd) == 12_906
+    assert round(be.SelfHostedFleet(2.21, 8, 4800, 1.0).monthly_cost(1e10).total_usd) == 12_906
 
 
 def test_api_vs_self_hosted_1_46_per_million_is_not_the_1b_token_cost() -> None:
     """E4: at 1B tokens/month the $6,453 fleet runs at 16% and costs $6.45/1M, not $1.46."""
-    at_1b = be.self_hosted_monthly_cost(1e9, 2.21, 4, 2400, 0.7)
+    at_1b = be.SelfHostedFleet(2.21, 4, 2400, 0.7).monthly_cost(1e9)
     assert round(at_1b.utilization_ratio, 3) == 0.159
     assert at_1b.usd_per_million_tokens is not None
     assert round(at_1b.usd_per_million_tokens, 2) == 6.45
@@ -260,10 +260,12 @@ def test_api_vs_self_hosted_optimized_column_is_not_derivable() -> None:
 def test_breakeven_rule_of_thumb_70b() -> None:
     """ "~2-5B tokens/month for 70B models" once engineering ($150-250K/yr) is counted."""
     for salary in (150_000, 250_000):
-        point = be.breakeven_tokens_per_month(be.GPT_4O, 2.21, 4, 2400, 0.7, 1, salary)
+        point = be.SelfHostedFleet(2.21, 4, 2400, 0.7, 1, salary).breakeven_tokens_per_month(
+            be.GPT_4O
+        )
         assert point is not None
         assert 2e9 <= point <= 5e9
-    gpus_only = be.breakeven_tokens_per_month(be.GPT_4O, 2.21, 4, 2400, 0.7)
+    gpus_only = be.SelfHostedFleet(2.21, 4, 2400, 0.7).breakeven_tokens_per_month(be.GPT_4O)
     assert gpus_only is not None
     assert round(gpus_only / 1e9, 2) == 1.03
 
@@ -271,13 +273,15 @@ def test_breakeven_rule_of_thumb_70b() -> None:
 def test_breakeven_rule_of_thumb_7b_needs_an_unstated_engineering_share() -> None:
     """E12: a 7B on one A100 breaks even with GPT-4o at 258M tokens/month before engineering;
     a whole engineer pushes it past 2B. The seed's ~500M needs ~1/8 of an engineer."""
-    bare = be.breakeven_tokens_per_month(be.GPT_4O, 2.21, 1, 2900, 0.7)
+    bare = be.SelfHostedFleet(2.21, 1, 2900, 0.7).breakeven_tokens_per_month(be.GPT_4O)
     assert bare is not None
     assert round(bare / 1e6) == 258
-    one = be.breakeven_tokens_per_month(be.GPT_4O, 2.21, 1, 2900, 0.7, 1, 150_000)
+    one = be.SelfHostedFleet(2.21, 1, 2900, 0.7, 1, 150_000).breakeven_tokens_per_month(be.GPT_4O)
     assert one is not None
     assert one > 2e9
-    eighth = be.breakeven_tokens_per_month(be.GPT_4O, 2.21, 1, 2900, 0.7, 0.125, 200_000)
+    eighth = be.SelfHostedFleet(2.21, 1, 2900, 0.7, 0.125, 200_000).breakeven_tokens_per_month(
+        be.GPT_4O
+    )
     assert eighth is not None
     assert 0.4e9 < eighth < 0.6e9
 

@@ -603,29 +603,19 @@ def breakeven(
       llmcost breakeven --engineers 1 --tokens-per-month 1e9 --tokens-per-month 1e10
     """
     api = be.ApiPrice(api_name, api_input_usd, api_output_usd)
-    volumes = tokens_per_month or [1e9, 1e10]
-    rows = []
-    for v in volumes:
-        hosted = be.self_hosted_monthly_cost(
-            v,
-            gpu_hourly_usd,
-            gpus_per_replica,
-            replica_tokens_per_second,
-            max_utilization,
-            engineers,
-            usd_per_engineer_year,
-        )
-        rows.append(VolumeRow(v, be.api_monthly_cost_usd(api, v, input_ratio), hosted))
-    point = be.breakeven_tokens_per_month(
-        api,
+    fleet = be.SelfHostedFleet(
         gpu_hourly_usd,
         gpus_per_replica,
         replica_tokens_per_second,
         max_utilization,
         engineers,
         usd_per_engineer_year,
-        input_ratio,
     )
+    rows = [
+        VolumeRow(v, be.api_monthly_cost_usd(api, v, input_ratio), fleet.monthly_cost(v))
+        for v in tokens_per_month or [1e9, 1e10]
+    ]
+    point = fleet.breakeven_tokens_per_month(api, input_ratio)
     result = {"api": api, "volumes": rows, "breakeven_tokens_per_month": point}
     emit(
         output,
