@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
-from costengine.errors import lookup, require_positive, require_ratio
+from costengine.errors import InvalidInputError, lookup, require_positive, require_ratio
 from costengine.gpus import GPUS
 from costengine.models import MODELS
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.quant import QUANTIZATIONS, quantization
+from costengine.quant import quantization
 from costengine.throughput import BatchRun, Deployment, engine_profile
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
@@ -107,10 +107,11 @@ def evaluate(
     max_inter_token_latency_s: float = 0.1,
     target_utilization: float = 0.7,
 ) -> Candidate:
-    dep = Deployment.of(model, gpu, tp, quant, engine)
     base = Candidate(gpu, tp, quant, capacity_type, usd_per_gpu_hour, feasible=False)
-    if dep.model.num_attention_heads % tp:
-        return _with(base, reason=f"{dep.model.num_attention_heads} heads do not split {tp} ways")
+    try:
+        dep = Deployment.of(model, gpu, tp, quant, engine)
+    except InvalidInputError as exc:  # e.g. TP that does not divide the attention heads
+        return _with(base, reason=str(exc))
     if not dep.fits():
         need = dep.weight_bytes / tp / 1e9
         return _with(base, reason=f"weights need {need:.0f} GB per GPU of {dep.gpu.memory_gb:.0f}")
@@ -150,8 +151,6 @@ def evaluate(
 
 
 def _with(c: Candidate, **changes: object) -> Candidate:
-    from dataclasses import replace
-
     return replace(c, **changes)  # type: ignore[arg-type]
 
 
@@ -208,6 +207,3 @@ def rightsize(
         )
     )
     return results
-
-
-assert set(DEFAULT_QUANTS) <= set(QUANTIZATIONS)

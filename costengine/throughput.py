@@ -141,6 +141,12 @@ class Deployment:
     def __post_init__(self) -> None:
         if self.tp < 1:
             raise InvalidInputError(f"tensor parallelism must be at least 1, got {self.tp}")
+        heads = self.model.num_attention_heads
+        if heads % self.tp:
+            raise InvalidInputError(
+                f"{self.model.name}'s {heads} attention heads do not split {self.tp} ways "
+                "(tensor parallelism must divide them)"
+            )
 
     @classmethod
     def of(

@@ -131,4 +131,6 @@ def test_bad_names_and_values_are_rejected_with_suggestions() -> None:
     assert Deployment.of("llama2-70b", "H100-SXM").model.name == "llama-2-70b"  # separators
     with pytest.raises(InvalidInputError):
         Deployment.of("llama-2-7b", "H100-SXM", tp=0)
+    with pytest.raises(InvalidInputError, match="64 attention heads do not split 3 ways"):
+        Deployment.of("llama-2-70b", "H100-SXM", tp=3)
     assert Deployment.of("LLAMA-2-7B", "h100-sxm").gpu.name == "H100-SXM"
