@@ -1,0 +1,201 @@
+"""The cluster picture the operator prices: workloads, their pods, and the nodes under them.
+
+Built from Kubernetes objects as plain dicts (kopf bodies or API responses), so it is testable
+without a cluster. Owner chains are resolved Pod → ReplicaSet → Deployment and Pod →
+StatefulSet; a node's GPU product and capacity type come from the labels that GPU operators and
+node provisioners set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from costengine.gpus import GPUS
+from costengine.pricing import CapacityType
+
+# Capacity-type labels, in the order they are trusted.
+#   Karpenter: karpenter.sh/capacity-type = spot | on-demand | reserved
+#   EKS managed node groups: eks.amazonaws.com/capacityType = SPOT | ON_DEMAND
+#   GKE: cloud.google.com/gke-spot = "true" (also gke-preemptible)
+#   AKS: kubernetes.azure.com/scalesetpriority = spot | regular
+_CAPACITY_LABELS: tuple[tuple[str, Mapping[str, CapacityType]], ...] = (
+    (
+        "karpenter.sh/capacity-type",
+        {
+            "spot": CapacityType.SPOT,
+            "on-demand": CapacityType.ON_DEMAND,
+            "reserved": CapacityType.RESERVED,
+        },
+    ),
+    (
+        "eks.amazonaws.com/capacityType",
+        {"SPOT": CapacityType.SPOT, "ON_DEMAND": CapacityType.ON_DEMAND},
+    ),
+    ("cloud.google.com/gke-spot", {"true": CapacityType.SPOT}),
+    ("cloud.google.com/gke-preemptible", {"true": CapacityType.SPOT}),
+    (
+        "kubernetes.azure.com/scalesetpriority",
+        {"spot": CapacityType.SPOT, "regular": CapacityType.ON_DEMAND},
+    ),
+)
+
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_RESOURCE = "nvidia.com/gpu"
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    gpu: str | None
+    """Catalog GPU name, or None when the node's product is unknown to the catalog."""
+    gpu_product: str | None
+    """The raw product label, for messages."""
+    capacity_type: CapacityType
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    namespace: str
+    name: str
+    owner_kind: str
+    """Deployment or StatefulSet (resolved through the ReplicaSet), or "" when unowned."""
+    owner_name: str
+    node: str | None
+    gpus: float
+    """Whole GPUs requested; a MIG slice counts as its share of a GPU (1g.10gb → 1/7)."""
+    labels: Mapping[str, str]
+    phase: str
+
+
+def capacity_type_of(labels: Mapping[str, str]) -> CapacityType:
+    """The node's capacity type from provisioner labels; on-demand when none says otherwise."""
+    for key, values in _CAPACITY_LABELS:
+        value = labels.get(key)
+        if value is not None and value in values:
+            return values[value]
+    return CapacityType.ON_DEMAND
+
+
+# NVIDIA product strings as the GPU feature discovery and DCGM report them, e.g.
+# "NVIDIA-A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB", "Tesla-T4", "NVIDIA-H100-80GB-HBM3",
+# "NVIDIA-H100-PCIe", "NVIDIA-L40S", "NVIDIA-A10G", "NVIDIA-H200", "AMD Instinct MI300X".
+_PRODUCT_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"A100.*80", "A100-80GB"),
+    (r"A100", "A100-40GB"),
+    (r"H100.*PCIE", "H100-PCIe"),
+    (r"H100", "H100-SXM"),
+    (r"H200", "H200"),
+    (r"B200", "B200"),
+    (r"L40S", "L40S"),
+    (r"A10G", "A10G"),
+    (r"\bL4\b|-L4$|^L4$|NVIDIA-L4", "L4"),
+    (r"T4\b|TESLA-T4", "T4"),
+    (r"MI300X", "MI300X"),
+)
+
+
+def gpu_from_product(product: str | None) -> str | None:
+    """Map a GPU product string to the catalog name, or None."""
+    if not product:
+        return None
+    if product in GPUS:
+        return product
+    upper = product.upper().replace(" ", "-")
+    for pattern, name in _PRODUCT_PATTERNS:
+        if re.search(pattern, upper):
+            return name
+    return None
+
+
+def node_info(body: Mapping[str, Any]) -> NodeInfo:
+    meta = body.get("metadata", {})
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    product = labels.get(GPU_PRODUCT_LABEL)
+    return NodeInfo(
+        name=meta.get("name", ""),
+        gpu=gpu_from_product(product),
+        gpu_product=product,
+        capacity_type=capacity_type_of(labels),
+    )
+
+
+def _mig_share(resource: str) -> float:
+    """A MIG profile's share of a full GPU: nvidia.com/mig-3g.40gb → 3/7 (A100/H100: 7 slices)."""
+    match = re.match(r"nvidia\.com/mig-(\d+)g\.", resource)
+    return int(match.group(1)) / 7 if match else 0.0
+
+
+def gpus_requested(pod_spec: Mapping[str, Any]) -> float:
+    """GPUs a pod asks for: `nvidia.com/gpu` limits (or requests) plus MIG slices as shares."""
+    total = 0.0
+    for container in pod_spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        amounts = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+        for resource, amount in amounts.items():
+            try:
+                count = float(amount)
+            except (TypeError, ValueError):
+                continue
+            if resource == GPU_RESOURCE:
+                total += count
+            elif resource.startswith(MIG_RESOURCE_PREFIX):
+                total += count * _mig_share(resource)
+    return total
+
+
+def _controller(meta: Mapping[str, Any]) -> tuple[str, str]:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller", True):
+            return str(ref.get("kind", "")), str(ref.get("name", ""))
+    return "", ""
+
+
+def replicaset_owner(body: Mapping[str, Any]) -> tuple[str, str]:
+    """The (kind, name) controlling a ReplicaSet: usually its Deployment."""
+    return _controller(body.get("metadata", {}))
+
+
+def pod_info(
+    body: Mapping[str, Any], replicaset_owners: Mapping[tuple[str, str], tuple[str, str]]
+) -> PodInfo:
+    """A pod with its owner resolved to the workload (Deployment via its ReplicaSet, or the
+    StatefulSet). `replicaset_owners` maps (namespace, replicaset) → (kind, name)."""
+    meta = body.get("metadata", {})
+    namespace = meta.get("namespace", "")
+    kind, name = _controller(meta)
+    if kind == "ReplicaSet":
+        kind, name = replicaset_owners.get((namespace, name), ("", ""))
+    spec = body.get("spec") or {}
+    return PodInfo(
+        namespace=namespace,
+        name=meta.get("name", ""),
+        owner_kind=kind,
+        owner_name=name,
+        node=spec.get("nodeName"),
+        gpus=gpus_requested(spec),
+        labels=meta.get("labels") or {},
+        phase=(body.get("status") or {}).get("phase", ""),
+    )
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Kubernetes label selector semantics (matchLabels and matchExpressions)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if op == "In" and (not present or labels[key] not in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True

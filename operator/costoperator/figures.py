@@ -1,0 +1,352 @@
+"""From one tick's inputs to each workload's cost figures, through costengine.
+
+Pure: inputs are the cluster picture (pods, nodes), per-pod rates from the tick's queries and a
+price sheet; the output is a `WorkloadFigures` per workload that a policy selects. Missing data
+is absence (None), never zero (RELIABILITY 1): a figure without the data to back it is not
+produced, and the workload is marked stale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
+from costengine.errors import CostEngineError
+from costengine.pricing import CapacityType, PriceSheet
+from costengine.throughput import Deployment
+from costoperator.cluster import NodeInfo, PodInfo
+
+#: Below this many tokens in the rate window, $/1M is not computed (RELIABILITY 6): a handful
+#: of tokens over a whole fleet's hourly cost is noise, not a price.
+MIN_TOKENS_IN_WINDOW = 1000.0
+
+PodKey = tuple[str, str]  # (namespace, pod)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPrice:
+    name: str
+    input_usd_per_million: float
+    output_usd_per_million: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    """What the figures need of an InferenceCostPolicy (parsed and validated elsewhere)."""
+
+    namespace: str
+    name: str
+    window: str
+    """PromQL rate window, e.g. "5m"."""
+    window_s: float
+    selector: Mapping[str, Any] | None = None
+    """Label selector over the namespace's Deployments and StatefulSets."""
+    target: tuple[str, str] | None = None
+    """(kind, name) of one workload, instead of a selector."""
+    baseline_window: str | None = None
+    engine: str = "auto"
+    model: str | None = None
+    gpu: str | None = None
+    api_comparison: tuple[ApiPrice, ...] = ()
+    drift_threshold_ratio: float = 1.2
+    drift_min_tokens: float = 100_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class PodRates:
+    """Per-pod rates of one window (None = no series)."""
+
+    input_tokens_per_second: float | None = None
+    output_tokens_per_second: float | None = None
+    prefix_hit_tokens_per_second: float | None = None
+    prefix_query_tokens_per_second: float | None = None
+    requests_per_second: float | None = None
+    gpu_busy_ratio: float | None = None
+    prefill_seconds_per_second: float | None = None
+    decode_seconds_per_second: float | None = None
+    engine: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadFigures:
+    namespace: str
+    policy: str
+    workload: str
+    model: str
+    gpu: str
+    engine: str
+    hourly_cost_usd: Mapping[CapacityType, float]
+    gpus: Mapping[CapacityType, float]
+    replicas: Mapping[CapacityType, int]
+    input_tokens_per_second: float | None = None
+    output_tokens_per_second: float | None = None
+    usd_per_million_tokens: float | None = None
+    input_usd_per_million_tokens: float | None = None
+    output_usd_per_million_tokens: float | None = None
+    gpu_utilization_ratio: float | None = None
+    capacity_utilization_ratio: float | None = None
+    usd_per_million_tokens_at_capacity: float | None = None
+    prefix_cache_savings_usd_per_hour: float | None = None
+    prefix_cache_hit_ratio: float | None = None
+    baseline_usd_per_million_tokens: float | None = None
+    drift_ratio: float | None = None
+    api_equivalent_usd_per_million_tokens: Mapping[str, float] = field(default_factory=dict)
+    stale: bool = False
+    problems: tuple[str, ...] = ()
+    updated_at: float = 0.0
+
+    @property
+    def total_hourly_cost_usd(self) -> float:
+        return sum(self.hourly_cost_usd.values())
+
+    @property
+    def total_tokens_per_second(self) -> float | None:
+        if self.input_tokens_per_second is None or self.output_tokens_per_second is None:
+            return None
+        return self.input_tokens_per_second + self.output_tokens_per_second
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def workload_figures(
+    policy: PolicyView,
+    workload: str,
+    pods: Iterable[PodInfo],
+    nodes: Mapping[str, NodeInfo],
+    rates: Mapping[PodKey, PodRates],
+    prices: PriceSheet,
+    baseline_usd_per_million: float | None,
+    now: float,
+) -> WorkloadFigures:
+    problems: list[str] = []
+    hourly: dict[CapacityType, float] = defaultdict(float)
+    gpus: dict[CapacityType, float] = defaultdict(float)
+    replicas: dict[CapacityType, int] = defaultdict(int)
+    gpu_names: set[str] = set()
+    live = [p for p in pods if p.node and p.phase not in ("Succeeded", "Failed")]
+    for pod in live:
+        assert pod.node is not None
+        node = nodes.get(pod.node)
+        capacity = node.capacity_type if node else CapacityType.ON_DEMAND
+        replicas[capacity] += 1
+        if pod.gpus <= 0:
+            continue
+        gpu = policy.gpu or (node.gpu if node else None)
+        if gpu is None:
+            product = node.gpu_product if node else None
+            problems.append(f"pod {pod.name}: unknown GPU product {product!r} on node {pod.node}")
+            continue
+        gpu_names.add(gpu)
+        gpus[capacity] += pod.gpus
+        try:
+            hourly[capacity] += pod.gpus * prices.usd_per_gpu_hour(gpu, capacity)
+        except CostEngineError as exc:
+            problems.append(f"pod {pod.name}: no price: {exc}")
+
+    pod_rates = [rates[(p.namespace, p.name)] for p in live if (p.namespace, p.name) in rates]
+    engines = {r.engine for r in pod_rates if r.engine}
+    engine = (
+        policy.engine
+        if policy.engine not in ("auto", "")
+        else (engines.pop() if len(engines) == 1 else ("mixed" if engines else "unknown"))
+    )
+    in_tps = _sum(r.input_tokens_per_second for r in pod_rates)
+    out_tps = _sum(r.output_tokens_per_second for r in pod_rates)
+    base = WorkloadFigures(
+        namespace=policy.namespace,
+        policy=policy.name,
+        workload=workload,
+        model=policy.model or "",
+        gpu=",".join(sorted(gpu_names)),
+        engine=engine,
+        hourly_cost_usd=dict(hourly),
+        gpus=dict(gpus),
+        replicas=dict(replicas),
+        input_tokens_per_second=in_tps,
+        output_tokens_per_second=out_tps,
+        stale=in_tps is None or out_tps is None,
+        problems=tuple(problems),
+        updated_at=now,
+    )
+    total_gpus = sum(gpus.values())
+    busy = [
+        (r.gpu_busy_ratio, p.gpus)
+        for p in live
+        for r in [rates.get((p.namespace, p.name))]
+        if r is not None and r.gpu_busy_ratio is not None and p.gpus > 0
+    ]
+    if busy and total_gpus > 0:
+        weight = sum(g for _, g in busy)
+        base = replace(base, gpu_utilization_ratio=min(1.0, sum(b * g for b, g in busy) / weight))
+    if in_tps is None or out_tps is None:
+        return base
+
+    usd_per_hour = sum(hourly.values())
+    total_tps = in_tps + out_tps
+    enough = total_tps * policy.window_s >= MIN_TOKENS_IN_WINDOW
+    figures = base
+    if enough and usd_per_hour > 0:
+        usd_per_second = usd_per_hour / SECONDS_PER_HOUR
+        all_usd = usd_per_second / total_tps * TOKENS_PER_MILLION
+        figures = replace(figures, usd_per_million_tokens=all_usd)
+        prefill_share = _prefill_share(policy, pod_rates, live, gpu_names, in_tps, out_tps)
+        if prefill_share is not None:
+            figures = _with_split(
+                figures, usd_per_second, prefill_share, in_tps, out_tps, pod_rates
+            )
+        if policy.api_comparison:
+            figures = replace(
+                figures,
+                api_equivalent_usd_per_million_tokens={
+                    a.name: (in_tps * a.input_usd_per_million + out_tps * a.output_usd_per_million)
+                    / total_tps
+                    for a in policy.api_comparison
+                },
+            )
+        if baseline_usd_per_million and baseline_usd_per_million > 0:
+            figures = replace(
+                figures,
+                baseline_usd_per_million_tokens=baseline_usd_per_million,
+                drift_ratio=all_usd / baseline_usd_per_million,
+            )
+    return _with_capacity(figures, policy, live, gpu_names, pod_rates, in_tps, out_tps)
+
+
+def _deployment(policy: PolicyView, gpu_names: set[str], gpus_per_pod: float) -> Deployment | None:
+    if not policy.model or len(gpu_names) != 1 or gpus_per_pod < 1 or gpus_per_pod % 1:
+        return None
+    engine = policy.engine if policy.engine in ("vllm", "sglang", "trtllm", "tgi") else "vllm"
+    try:
+        return Deployment.of(policy.model, next(iter(gpu_names)), int(gpus_per_pod), "fp16", engine)
+    except CostEngineError:
+        return None
+
+
+def _request_shape(
+    pod_rates: list[PodRates], in_tps: float, out_tps: float
+) -> tuple[int, int] | None:
+    requests = _sum(r.requests_per_second for r in pod_rates)
+    if not requests or requests <= 0 or out_tps <= 0:
+        return None
+    return max(1, round(in_tps / requests)), max(1, round(out_tps / requests))
+
+
+def _prefill_share(
+    policy: PolicyView,
+    pod_rates: list[PodRates],
+    live: list[PodInfo],
+    gpu_names: set[str],
+    in_tps: float,
+    out_tps: float,
+) -> float | None:
+    """Share of GPU time spent on prefill: measured from vLLM's phase histograms when present,
+    else from the throughput model at the measured request shape."""
+    prefill = _sum(r.prefill_seconds_per_second for r in pod_rates)
+    decode = _sum(r.decode_seconds_per_second for r in pod_rates)
+    if prefill is not None and decode is not None and prefill + decode > 0:
+        return prefill / (prefill + decode)
+    shape = _request_shape(pod_rates, in_tps, out_tps)
+    gpus_per_pod = max((p.gpus for p in live), default=0.0)
+    dep = _deployment(policy, gpu_names, gpus_per_pod)
+    if shape is None or dep is None:
+        return None
+    try:
+        return dep.serving(*shape).prefill_time_ratio
+    except CostEngineError:
+        return None
+
+
+def _with_split(
+    figures: WorkloadFigures,
+    usd_per_second: float,
+    prefill_share: float,
+    in_tps: float,
+    out_tps: float,
+    pod_rates: list[PodRates],
+) -> WorkloadFigures:
+    input_usd = usd_per_second * prefill_share / in_tps * TOKENS_PER_MILLION if in_tps > 0 else None
+    output_usd = (
+        usd_per_second * (1 - prefill_share) / out_tps * TOKENS_PER_MILLION if out_tps > 0 else None
+    )
+    figures = replace(
+        figures, input_usd_per_million_tokens=input_usd, output_usd_per_million_tokens=output_usd
+    )
+    hits = _sum(r.prefix_hit_tokens_per_second for r in pod_rates)
+    if hits is None:
+        return figures
+    queries = _sum(r.prefix_query_tokens_per_second for r in pod_rates)
+    lookups = queries if queries else in_tps
+    hit_ratio = min(1.0, hits / lookups) if lookups > 0 else None
+    computed = in_tps - hits
+    savings = None
+    if computed > 0:
+        # A cached prompt token saves what computing one costs: prefill dollars over the prompt
+        # tokens actually computed (cached ones are nearly free and would dilute the price).
+        usd_per_computed_token = usd_per_second * prefill_share / computed
+        savings = hits * usd_per_computed_token * SECONDS_PER_HOUR
+    return replace(
+        figures, prefix_cache_hit_ratio=hit_ratio, prefix_cache_savings_usd_per_hour=savings
+    )
+
+
+def _with_capacity(
+    figures: WorkloadFigures,
+    policy: PolicyView,
+    live: list[PodInfo],
+    gpu_names: set[str],
+    pod_rates: list[PodRates],
+    in_tps: float,
+    out_tps: float,
+) -> WorkloadFigures:
+    """Measured output tokens/s over what the model says these pods could serve."""
+    gpu_pods = [p for p in live if p.gpus > 0]
+    shape = _request_shape(pod_rates, in_tps, out_tps)
+    if not gpu_pods or shape is None:
+        return figures
+    dep = _deployment(policy, gpu_names, gpu_pods[0].gpus)
+    if dep is None or any(p.gpus != gpu_pods[0].gpus for p in gpu_pods):
+        return figures
+    try:
+        per_pod = dep.serving(*shape)
+    except CostEngineError:
+        return figures
+    capacity_out = per_pod.output_tokens_per_second * len(gpu_pods)
+    capacity_all = per_pod.total_tokens_per_second * len(gpu_pods)
+    usd_per_hour = figures.total_hourly_cost_usd
+    return replace(
+        figures,
+        capacity_utilization_ratio=out_tps / capacity_out if capacity_out > 0 else None,
+        usd_per_million_tokens_at_capacity=usd_per_hour
+        / SECONDS_PER_HOUR
+        / capacity_all
+        * TOKENS_PER_MILLION
+        if capacity_all > 0 and usd_per_hour > 0
+        else None,
+    )
+
+
+def carry_forward(previous: WorkloadFigures | None, current: WorkloadFigures) -> WorkloadFigures:
+    """When a tick has no token data for a workload, keep the last good figures, marked stale
+    (RELIABILITY 3); cost and allocation always come from the current cluster picture."""
+    if not current.stale or previous is None or previous.usd_per_million_tokens is None:
+        return current
+    return replace(
+        previous,
+        hourly_cost_usd=current.hourly_cost_usd,
+        gpus=current.gpus,
+        replicas=current.replicas,
+        stale=True,
+        problems=current.problems,
+        updated_at=previous.updated_at,
+    )
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

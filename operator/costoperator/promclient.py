@@ -1,0 +1,232 @@
+"""A small, strict Prometheus HTTP API client for the operator's tick.
+
+Errors::
+
+    PromError
+    ├── PromUnavailableError     cannot connect, timed out, or 5xx after bounded retries
+    ├── PromQueryError      Prometheus refused the query (4xx, status "error")
+    └── PromInvalidResultError   a result of the wrong type (not an instant vector)
+
+Invalid samples (NaN, ±Inf, non-numeric, duplicated series) are dropped one by one and listed
+in `QueryResult.rejected`, so one bad pod does not blank the others.
+
+Every request has a connect and a read timeout and at most `retries` retries with backoff.
+Authentication: a bearer token read from a file at request time (so a rotated, re-mounted token
+is picked up without a restart), or basic auth; TLS verification on by default, optionally
+against a custom CA bundle. An optional tenant header serves Thanos/Mimir/Cortex. Secrets never
+appear in exception messages or logs.
+
+Why not `PrometheusConnect.custom_query`: it returns only `data.result` and drops the response's
+`warnings`, and a response with warnings is partial data that must not drive scaling
+(RELIABILITY 4). The session is still handed to prometheus-api-client's `PrometheusConnect` for
+its connection check, so both share one configuration.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+
+class PromError(Exception):
+    """Base of the Prometheus client's errors."""
+
+
+class PromUnavailableError(PromError):
+    """Prometheus could not be reached or answered 5xx after retries."""
+
+
+class PromQueryError(PromError):
+    """Prometheus refused the query."""
+
+
+class PromInvalidResultError(PromError):
+    """A result of a type the operator cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromAuth:
+    bearer_token_file: Path | None = None
+    basic_username: str | None = None
+    basic_password_file: Path | None = None
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+    tenant_header: str | None = None
+    """e.g. "X-Scope-OrgID" for Mimir/Cortex, "THANOS-TENANT" for Thanos."""
+    tenant: str | None = None
+
+
+class _FileBearerAuth(requests.auth.AuthBase):
+    """Reads the token file on each request (cached by modification time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._token = ""
+
+    def _current(self) -> str:
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError as exc:
+            raise PromUnavailableError(f"bearer token file unreadable: {self.path}") from exc
+        if mtime != self._mtime:
+            self._token = self.path.read_text(encoding="utf-8").strip()
+            self._mtime = mtime
+        return self._token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self._current()}"
+        return r
+
+
+class _FileBasicAuth(requests.auth.AuthBase):
+    def __init__(self, username: str, password_file: Path) -> None:
+        self.username = username
+        self.password_file = password_file
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        password = self.password_file.read_text(encoding="utf-8").strip()
+        signed: requests.PreparedRequest = requests.auth.HTTPBasicAuth(self.username, password)(r)
+        return signed
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    samples: tuple[Sample, ...]
+    warnings: tuple[str, ...] = field(default=())
+    rejected: tuple[str, ...] = field(default=())
+    """Samples dropped as invalid (NaN, ±Inf, non-numeric, duplicated)."""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.warnings)
+
+
+@dataclass
+class PromClient:
+    url: str
+    auth: PromAuth = field(default_factory=PromAuth)
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.3
+    _session: requests.Session = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/")
+        session = requests.Session()
+        retry = Retry(
+            total=self.retries,
+            connect=self.retries,
+            read=self.retries,
+            status=self.retries,
+            backoff_factor=self.backoff_s,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET", "POST"}),
+            raise_on_status=False,
+        )
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        a = self.auth
+        if a.bearer_token_file is not None:
+            session.auth = _FileBearerAuth(a.bearer_token_file)
+        elif a.basic_username is not None and a.basic_password_file is not None:
+            session.auth = _FileBasicAuth(a.basic_username, a.basic_password_file)
+        session.verify = (
+            False if a.insecure_skip_verify else (str(a.ca_file) if a.ca_file else True)
+        )
+        if a.tenant_header and a.tenant:
+            session.headers[a.tenant_header] = a.tenant
+        self._session = session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def connection(self) -> PrometheusConnect:
+        """prometheus-api-client's view of the same connection (same session, same auth)."""
+        return PrometheusConnect(url=self.url, session=self._session)
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        """An instant query; a vector result becomes samples, anything else is invalid."""
+        params: dict[str, str] = {"query": promql, "timeout": f"{self.read_timeout_s:g}s"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        body = self._post("/api/v1/query", params)
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise PromInvalidResultError(f"expected a vector, got {data.get('resultType')!r}")
+        samples, rejected = parse_vector(data.get("result") or [])
+        return QueryResult(
+            samples=samples,
+            warnings=tuple(str(w) for w in body.get("warnings") or ()),
+            rejected=rejected,
+        )
+
+    def _post(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            response = self._session.post(
+                self.url + path,
+                data=params,
+                timeout=(self.connect_timeout_s, self.read_timeout_s),
+            )
+        except requests.exceptions.RequestException as exc:
+            # The message names the failure class only: request details may carry credentials.
+            raise PromUnavailableError(
+                f"Prometheus at {self.url} unreachable: {type(exc).__name__}"
+            ) from None
+        if response.status_code >= 500:
+            raise PromUnavailableError(f"Prometheus at {self.url} answered {response.status_code}")
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            raise PromQueryError(
+                f"Prometheus answered {response.status_code} without JSON"
+            ) from None
+        if response.status_code >= 400 or body.get("status") != "success":
+            raise PromQueryError(
+                f"query refused ({response.status_code}): {body.get('errorType', '')} "
+                f"{str(body.get('error', ''))[:300]}"
+            )
+        return body
+
+
+def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tuple[str, ...]]:
+    """Samples of an instant vector, and what was rejected: NaN, ±Inf and non-numeric values,
+    and every series of a label set that appears more than once (RELIABILITY 2). One bad pod
+    does not blank the others."""
+    by_key: dict[frozenset[tuple[str, str]], list[Sample]] = {}
+    rejected: list[str] = []
+    for item in result:
+        labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+        try:
+            raw = item["value"][1]
+            value = float(raw)
+        except (KeyError, IndexError, TypeError, ValueError):
+            rejected.append(f"non-numeric value for {labels}")
+            continue
+        if not math.isfinite(value):
+            rejected.append(f"{raw} for {labels}")
+            continue
+        by_key.setdefault(frozenset(labels.items()), []).append(Sample(labels, value))
+    samples = []
+    for group in by_key.values():
+        if len(group) > 1:
+            rejected.append(f"{len(group)} series for {dict(group[0].labels)}")
+        else:
+            samples.append(group[0])
+    return tuple(samples), tuple(rejected)

@@ -1,0 +1,188 @@
+"""The operator's PromQL: named templates, one query per metric family for ALL policies.
+
+A tick issues one query per family per distinct rate window (plus one engine census and one
+drift-baseline query per distinct baseline window), whatever the number of policies or pods:
+`sum by (namespace, pod) (rate(...[w]))` over the union of every engine's metric name for that
+family. A pod runs one engine, so the union never double counts; which engine a pod runs is
+read once per tick from the census query (`count by (namespace, pod, __name__)`).
+
+Rates are taken per series before summing (`sum(rate(x[w]))`), so counter resets from pod
+restarts or spot preemptions never produce negative or inflated figures (RELIABILITY 5).
+
+Label conventions: engine servers are scraped per pod, so Prometheus' Kubernetes discovery puts
+`namespace`/`pod` on their series. The DCGM exporter reports the pod using a GPU in its own
+`pod`/`namespace` labels, which become `exported_pod`/`exported_namespace` when the scrape
+config does not honour labels; both are normalised to `namespace`/`pod` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Family(StrEnum):
+    INPUT_TOKENS = "input_tokens"
+    OUTPUT_TOKENS = "output_tokens"
+    PREFIX_HIT_TOKENS = "prefix_hit_tokens"
+    PREFIX_QUERY_TOKENS = "prefix_query_tokens"
+    REQUESTS = "requests"
+    GPU_BUSY = "gpu_busy"
+    PHASE_SECONDS = "phase_seconds"
+    ENGINES = "engines"
+    BASELINE = "baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """Counter names of one serving engine (DESIGN.md "Engine metric profiles")."""
+
+    name: str
+    input_tokens: str
+    output_tokens: str
+    prefix_hit_tokens: str | None = None
+    prefix_query_tokens: str | None = None
+    requests: str | None = None
+
+
+ENGINE_PROFILES: dict[str, EngineProfile] = {
+    "vllm": EngineProfile(
+        "vllm",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:prefix_cache_queries_total",
+        "vllm:request_success_total",
+    ),
+    "sglang": EngineProfile(
+        "sglang",
+        "sglang:prompt_tokens_total",
+        "sglang:generation_tokens_total",
+        "sglang:cached_tokens_total",
+        None,  # SGLang's hit ratio is cached ÷ prompt tokens
+        "sglang:num_requests_total",
+    ),
+    "tgi": EngineProfile(
+        "tgi",
+        "tgi_request_input_length_sum",
+        "tgi_request_generated_tokens_sum",
+        requests="tgi_request_count",
+    ),
+    "nim": EngineProfile(
+        "nim", "prompt_tokens_total", "generation_tokens_total", requests="request_success_total"
+    ),
+}
+
+#: vLLM's per-request phase-time histograms: input/output cost split by measured GPU time.
+PREFILL_SECONDS = "vllm:request_prefill_time_seconds_sum"
+DECODE_SECONDS = "vllm:request_decode_time_seconds_sum"
+GPU_BUSY_PREFERRED = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # 0..1, correct on MIG
+GPU_BUSY_FALLBACK = "DCGM_FI_DEV_GPU_UTIL"  # 0..100, reads 0 on MIG devices
+
+
+@dataclass(frozen=True, slots=True)
+class NamedQuery:
+    family: Family
+    window: str | None
+    promql: str
+
+
+def _names_regex(names: Iterable[str]) -> str:
+    # Metric names hold only [a-zA-Z0-9_:], none of them regex-special, so no escaping needed.
+    return "|".join(sorted(set(names)))
+
+
+def _rate_sum(names: Iterable[str], window: str) -> str:
+    return f'sum by (namespace, pod) (rate({{__name__=~"{_names_regex(names)}"}}[{window}]))'
+
+
+def _dcgm(metric: str, window: str, scale: str = "") -> str:
+    inner = f"avg_over_time({metric}[{window}]){scale}"
+    relabeled = (
+        f'label_replace(label_replace({inner}, "pod", "$1", "exported_pod", "(.+)"), '
+        f'"namespace", "$1", "exported_namespace", "(.+)")'
+    )
+    return f"avg by (namespace, pod) ({relabeled})"
+
+
+def family_names(
+    profiles: Iterable[EngineProfile],
+) -> dict[Family, set[str]]:
+    names: dict[Family, set[str]] = {
+        Family.INPUT_TOKENS: set(),
+        Family.OUTPUT_TOKENS: set(),
+        Family.PREFIX_HIT_TOKENS: set(),
+        Family.PREFIX_QUERY_TOKENS: set(),
+        Family.REQUESTS: set(),
+    }
+    for p in profiles:
+        names[Family.INPUT_TOKENS].add(p.input_tokens)
+        names[Family.OUTPUT_TOKENS].add(p.output_tokens)
+        if p.prefix_hit_tokens:
+            names[Family.PREFIX_HIT_TOKENS].add(p.prefix_hit_tokens)
+        if p.prefix_query_tokens:
+            names[Family.PREFIX_QUERY_TOKENS].add(p.prefix_query_tokens)
+        if p.requests:
+            names[Family.REQUESTS].add(p.requests)
+    return names
+
+
+def tick_queries(
+    windows: Iterable[str],
+    baseline_windows: Iterable[str] = (),
+    custom_profiles: Iterable[EngineProfile] = (),
+) -> list[NamedQuery]:
+    """Every query of one tick: per distinct rate window, one per family; one engine census;
+    one drift baseline per distinct baseline window."""
+    profiles = [*ENGINE_PROFILES.values(), *custom_profiles]
+    names = family_names(profiles)
+    queries: list[NamedQuery] = []
+    for w in sorted(set(windows)):
+        for family, members in names.items():
+            if members:
+                queries.append(NamedQuery(family, w, _rate_sum(members, w)))
+        busy = f"{_dcgm(GPU_BUSY_PREFERRED, w)} or {_dcgm(GPU_BUSY_FALLBACK, w, ' / 100')}"
+        queries.append(NamedQuery(Family.GPU_BUSY, w, busy))
+        phases = (
+            f"label_replace(sum by (namespace, pod) (rate({PREFILL_SECONDS}[{w}])), "
+            f'"phase", "prefill", "", "") or '
+            f"label_replace(sum by (namespace, pod) (rate({DECODE_SECONDS}[{w}])), "
+            f'"phase", "decode", "", "")'
+        )
+        queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
+    census_names = set().union(*names.values())
+    queries.append(
+        NamedQuery(
+            Family.ENGINES,
+            None,
+            f'count by (namespace, pod, __name__) ({{__name__=~"{_names_regex(census_names)}"}})',
+        )
+    )
+    for bw in sorted(set(baseline_windows)):
+        queries.append(NamedQuery(Family.BASELINE, bw, baseline_query(bw)))
+    return queries
+
+
+def baseline_query(window: str) -> str:
+    """$/1M over the baseline window from the operator's own exported series: total cost ÷
+    total tokens (a ratio of averages, never an average of ratios). Prometheus keeps the
+    history, so the baseline survives an operator restart."""
+    keys = "namespace, policy, workload"
+    return (
+        f"sum by ({keys}) (avg_over_time(llmcost_hourly_cost_usd[{window}])) "
+        f"/ on ({keys}) "
+        f"sum by ({keys}) (avg_over_time(llmcost_tokens_per_second[{window}])) "
+        f"* 1e6 / 3600"
+    )
+
+
+def engine_of(
+    metric_names: Iterable[str], profiles: Mapping[str, EngineProfile] = ENGINE_PROFILES
+) -> str | None:
+    """The engine whose output-token counter a pod exposes."""
+    present = set(metric_names)
+    for name, profile in profiles.items():
+        if profile.output_tokens in present:
+            return name
+    return None

@@ -1,0 +1,121 @@
+"""The operator's in-memory picture of the cluster, kept current by watch events.
+
+Workloads (Deployments, StatefulSets) with their labels, ReplicaSet ownership, pods and nodes.
+Handlers call `upsert_*`/`delete_*` with raw object bodies; the tick reads a consistent view.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from costoperator.cluster import (
+    NodeInfo,
+    PodInfo,
+    node_info,
+    pod_info,
+    replicaset_owner,
+    selector_matches,
+)
+from costoperator.figures import PolicyView
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    namespace: str
+    kind: str
+    name: str
+    labels: Mapping[str, str]
+    replicas: int | None
+
+
+class ClusterState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workloads: dict[tuple[str, str, str], WorkloadInfo] = {}
+        self._rs_owners: dict[tuple[str, str], tuple[str, str]] = {}
+        self._pods: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._nodes: dict[str, NodeInfo] = {}
+
+    # --- updates from watch events ---------------------------------------------------------
+
+    def upsert_workload(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        info = WorkloadInfo(
+            namespace=meta.get("namespace", ""),
+            kind=kind,
+            name=meta.get("name", ""),
+            labels=dict(meta.get("labels") or {}),
+            replicas=(body.get("spec") or {}).get("replicas"),
+        )
+        with self._lock:
+            self._workloads[(info.namespace, kind, info.name)] = info
+
+    def delete_workload(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._workloads.pop((namespace, kind, name), None)
+
+    def upsert_replicaset(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        with self._lock:
+            self._rs_owners[(meta.get("namespace", ""), meta.get("name", ""))] = replicaset_owner(
+                body
+            )
+
+    def delete_replicaset(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._rs_owners.pop((namespace, name), None)
+
+    def upsert_pod(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        with self._lock:
+            self._pods[(meta.get("namespace", ""), meta.get("name", ""))] = body
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._pods.pop((namespace, name), None)
+
+    def upsert_node(self, body: Mapping[str, Any]) -> None:
+        info = node_info(body)
+        with self._lock:
+            self._nodes[info.name] = info
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            self._nodes.pop(name, None)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def nodes(self) -> dict[str, NodeInfo]:
+        with self._lock:
+            return dict(self._nodes)
+
+    def workloads_of(self, policy: PolicyView) -> list[WorkloadInfo]:
+        """The Deployments/StatefulSets a policy selects in its namespace."""
+        with self._lock:
+            candidates = [w for w in self._workloads.values() if w.namespace == policy.namespace]
+        if policy.target is not None:
+            kind, name = policy.target
+            return [w for w in candidates if w.kind == kind and w.name == name]
+        if policy.selector is not None:
+            return sorted(
+                (w for w in candidates if selector_matches(policy.selector, w.labels)),
+                key=lambda w: (w.kind, w.name),
+            )
+        return []
+
+    def pods_by_workload(self) -> dict[tuple[str, str, str], list[PodInfo]]:
+        """Pods grouped by (namespace, kind, name) of the workload owning them."""
+        with self._lock:
+            bodies = list(self._pods.values())
+            owners = dict(self._rs_owners)
+        grouped: dict[tuple[str, str, str], list[PodInfo]] = {}
+        for body in bodies:
+            pod = pod_info(body, owners)
+            if pod.owner_kind in WORKLOAD_KINDS:
+                grouped.setdefault((pod.namespace, pod.owner_kind, pod.owner_name), []).append(pod)
+        return grouped

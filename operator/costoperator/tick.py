@@ -1,0 +1,188 @@
+"""One tick for all policies: a fixed set of queries, joined to workloads in Python.
+
+Blocking I/O (the Prometheus client) runs in a worker thread (`asyncio.to_thread` in the
+operator); this module is synchronous and has no kopf dependency, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from costengine.pricing import PriceSheet
+from costoperator.exporter import SnapshotKey
+from costoperator.figures import (
+    PodKey,
+    PodRates,
+    PolicyView,
+    WorkloadFigures,
+    carry_forward,
+    workload_figures,
+)
+from costoperator.promclient import PromClient, PromError, QueryResult
+from costoperator.queries import Family, NamedQuery, engine_of, tick_queries
+from costoperator.state import ClusterState
+
+log = logging.getLogger(__name__)
+
+_RATE_FIELDS = {
+    Family.INPUT_TOKENS: "input_tokens_per_second",
+    Family.OUTPUT_TOKENS: "output_tokens_per_second",
+    Family.PREFIX_HIT_TOKENS: "prefix_hit_tokens_per_second",
+    Family.PREFIX_QUERY_TOKENS: "prefix_query_tokens_per_second",
+    Family.REQUESTS: "requests_per_second",
+    Family.GPU_BUSY: "gpu_busy_ratio",
+}
+
+
+@dataclass
+class TickReport:
+    figures: dict[SnapshotKey, WorkloadFigures]
+    queries: int
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    partial: bool = False
+    seconds: float = 0.0
+
+    @property
+    def prometheus_ok(self) -> bool:
+        return not self.errors
+
+
+def _pod_key(labels: Mapping[str, str]) -> PodKey | None:
+    ns, pod = labels.get("namespace"), labels.get("pod")
+    return (ns, pod) if ns and pod else None
+
+
+def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict[PodKey, PodRates]]:
+    """Per window, per pod: the rates of every family that returned a sample."""
+    values: dict[str, dict[PodKey, dict[str, float]]] = {}
+    engines: dict[PodKey, set[str]] = {}
+    for q, result in results.items():
+        if q.family is Family.ENGINES:
+            for s in result.samples:
+                key = _pod_key(s.labels)
+                if key:
+                    engines.setdefault(key, set()).add(s.labels.get("__name__", ""))
+            continue
+        if q.window is None or q.family is Family.BASELINE:
+            continue
+        per_pod = values.setdefault(q.window, {})
+        for s in result.samples:
+            key = _pod_key(s.labels)
+            if key is None:
+                continue
+            slot = per_pod.setdefault(key, {})
+            if q.family is Family.PHASE_SECONDS:
+                phase = s.labels.get("phase")
+                if phase in ("prefill", "decode"):
+                    slot[f"{phase}_seconds_per_second"] = s.value
+            elif q.family in _RATE_FIELDS:
+                slot[_RATE_FIELDS[q.family]] = s.value
+    out: dict[str, dict[PodKey, PodRates]] = {}
+    for window, per_pod in values.items():
+        out[window] = {
+            key: PodRates(**fields, engine=engine_of(engines.get(key, ())))
+            for key, fields in per_pod.items()
+        }
+    return out
+
+
+def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str, str, str], float]:
+    """(baseline window, namespace, policy, workload) → baseline $/1M."""
+    out = {}
+    for q, result in results.items():
+        if q.family is Family.BASELINE and q.window:
+            for s in result.samples:
+                key = (
+                    q.window,
+                    s.labels.get("namespace", ""),
+                    s.labels.get("policy", ""),
+                    s.labels.get("workload", ""),
+                )
+                out[key] = s.value
+    return out
+
+
+def run_queries(
+    client: PromClient, queries: Iterable[NamedQuery]
+) -> tuple[dict[NamedQuery, QueryResult], Counter[str], list[str]]:
+    results: dict[NamedQuery, QueryResult] = {}
+    outcomes: Counter[str] = Counter()
+    errors: list[str] = []
+    for q in queries:
+        try:
+            result = client.query(q.promql)
+        except PromError as exc:
+            outcomes["error"] += 1
+            errors.append(f"{q.family.value}: {exc}")
+            continue
+        results[q] = result
+        outcomes["partial" if result.partial else "success"] += 1
+        if result.rejected:
+            outcomes["invalid"] += len(result.rejected)
+            log.warning(
+                "dropped invalid samples of %s: %s", q.family.value, "; ".join(result.rejected[:5])
+            )
+    return results, outcomes, errors
+
+
+def run_tick(
+    client: PromClient,
+    policies: Iterable[PolicyView],
+    cluster: ClusterState,
+    prices: PriceSheet,
+    previous: Mapping[SnapshotKey, WorkloadFigures],
+    now: float | None = None,
+) -> TickReport:
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    policies = list(policies)
+    queries = tick_queries(
+        windows={p.window for p in policies},
+        baseline_windows={p.baseline_window for p in policies if p.baseline_window},
+    )
+    results, outcomes, errors = run_queries(client, queries)
+    partial = any(r.partial for r in results.values())
+    rates = rates_by_window(results)
+    base = baselines(results)
+    pods = cluster.pods_by_workload()
+    nodes = cluster.nodes()
+    figures: dict[SnapshotKey, WorkloadFigures] = {}
+    for policy in policies:
+        window_rates = rates.get(policy.window, {})
+        for w in cluster.workloads_of(policy):
+            key = (policy.namespace, policy.name, w.name)
+            baseline = (
+                base.get((policy.baseline_window, policy.namespace, policy.name, w.name))
+                if policy.baseline_window
+                else None
+            )
+            current = workload_figures(
+                policy,
+                w.name,
+                pods.get((w.namespace, w.kind, w.name), []),
+                nodes,
+                window_rates,
+                prices,
+                baseline,
+                now,
+            )
+            if partial or errors:
+                current = _marked_stale(current)
+            figures[key] = carry_forward(previous.get(key), current)
+    return TickReport(
+        figures=figures,
+        queries=len(queries),
+        outcomes=outcomes,
+        errors=errors,
+        partial=partial,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _marked_stale(f: WorkloadFigures) -> WorkloadFigures:
+    return replace(f, stale=True)

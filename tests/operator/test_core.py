@@ -1,0 +1,451 @@
+"""The operator's core without kopf: cluster picture, queries, figures, exporter, tick."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from costengine.pricing import CapacityType, seed_price_sheet
+from costoperator.cluster import (
+    capacity_type_of,
+    gpu_from_product,
+    gpus_requested,
+    selector_matches,
+)
+from costoperator.exporter import Snapshot, build_registry
+from costoperator.figures import ApiPrice, PodRates, PolicyView, carry_forward, workload_figures
+from costoperator.promclient import QueryResult, Sample, parse_vector
+from costoperator.queries import Family, tick_queries
+from costoperator.state import ClusterState
+from costoperator.tick import run_tick
+
+PRICES = seed_price_sheet()
+
+
+# --- cluster picture ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"karpenter.sh/capacity-type": "spot"}, CapacityType.SPOT),
+        ({"karpenter.sh/capacity-type": "on-demand"}, CapacityType.ON_DEMAND),
+        ({"eks.amazonaws.com/capacityType": "SPOT"}, CapacityType.SPOT),
+        ({"cloud.google.com/gke-spot": "true"}, CapacityType.SPOT),
+        ({"kubernetes.azure.com/scalesetpriority": "spot"}, CapacityType.SPOT),
+        ({"kubernetes.azure.com/scalesetpriority": "regular"}, CapacityType.ON_DEMAND),
+        ({}, CapacityType.ON_DEMAND),
+    ],
+)
+def test_capacity_type_from_provisioner_labels(
+    labels: dict[str, str], expected: CapacityType
+) -> None:
+    assert capacity_type_of(labels) is expected
+
+
+@pytest.mark.parametrize(
+    ("product", "gpu"),
+    [
+        ("NVIDIA-A100-SXM4-80GB", "A100-80GB"),
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA-H100-80GB-HBM3", "H100-SXM"),
+        ("NVIDIA-H100-PCIe", "H100-PCIe"),
+        ("NVIDIA-L4", "L4"),
+        ("NVIDIA-L40S", "L40S"),
+        ("NVIDIA-A10G", "A10G"),
+        ("Tesla-T4", "T4"),
+        ("NVIDIA-H200", "H200"),
+        ("AMD Instinct MI300X", "MI300X"),
+        ("NVIDIA-GeForce-RTX-4090", None),
+        (None, None),
+    ],
+)
+def test_gpu_product_labels_map_to_the_catalog(product: str | None, gpu: str | None) -> None:
+    assert gpu_from_product(product) == gpu
+
+
+def test_gpus_requested_counts_mig_slices_as_shares() -> None:
+    spec = {
+        "containers": [
+            {"resources": {"limits": {"nvidia.com/gpu": "4"}}},
+            {"resources": {"limits": {"nvidia.com/mig-3g.40gb": "1", "cpu": "2"}}},
+        ]
+    }
+    assert gpus_requested(spec) == pytest.approx(4 + 3 / 7)
+
+
+def test_selector_semantics() -> None:
+    labels = {"app": "llama", "tier": "spot"}
+    assert selector_matches({"matchLabels": {"app": "llama"}}, labels)
+    assert not selector_matches({"matchLabels": {"app": "other"}}, labels)
+    assert selector_matches(
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["spot"]}]}, labels
+    )
+    assert not selector_matches(
+        {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["spot"]}]}, labels
+    )
+    assert selector_matches(
+        {"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}, labels
+    )
+
+
+def deployment(ns: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "name": name, "labels": labels, "uid": f"d-{name}"},
+        "spec": {"replicas": 1},
+    }
+
+
+def replicaset(ns: str, name: str, owner: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "ownerReferences": [{"kind": "Deployment", "name": owner, "controller": True}],
+        }
+    }
+
+
+def pod(ns: str, name: str, rs: str, node: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "labels": {},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": True}],
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def node(name: str, product: str, capacity: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"nvidia.com/gpu.product": product, "karpenter.sh/capacity-type": capacity},
+        }
+    }
+
+
+@pytest.fixture
+def cluster() -> ClusterState:
+    c = ClusterState()
+    c.upsert_workload("Deployment", deployment("inference", "llama70b", {"app": "llama70b"}))
+    c.upsert_workload("Deployment", deployment("inference", "llama70b-spot", {"app": "llama70b"}))
+    c.upsert_workload("Deployment", deployment("inference", "other", {"app": "other"}))
+    c.upsert_replicaset(replicaset("inference", "llama70b-abc", "llama70b"))
+    c.upsert_replicaset(replicaset("inference", "llama70b-spot-def", "llama70b-spot"))
+    c.upsert_node(node("od-1", "NVIDIA-A100-SXM4-80GB", "on-demand"))
+    c.upsert_node(node("spot-1", "NVIDIA-A100-SXM4-80GB", "spot"))
+    c.upsert_pod(pod("inference", "llama70b-abc-1", "llama70b-abc", "od-1", 4))
+    c.upsert_pod(pod("inference", "llama70b-spot-def-1", "llama70b-spot-def", "spot-1", 4))
+    return c
+
+
+def policy(**kw: Any) -> PolicyView:
+    base: dict[str, Any] = {
+        "namespace": "inference",
+        "name": "llama70b",
+        "window": "5m",
+        "window_s": 300,
+        "selector": {"matchLabels": {"app": "llama70b"}},
+        "engine": "vllm",
+        "model": "llama-2-70b",
+    }
+    base.update(kw)
+    return PolicyView(**base)
+
+
+def test_selector_picks_on_demand_and_spot_workloads(cluster: ClusterState) -> None:
+    names = [w.name for w in cluster.workloads_of(policy())]
+    assert names == ["llama70b", "llama70b-spot"]
+    target = policy(selector=None, target=("Deployment", "other"))
+    assert [w.name for w in cluster.workloads_of(target)] == ["other"]
+    pods = cluster.pods_by_workload()
+    assert [p.name for p in pods[("inference", "Deployment", "llama70b")]] == ["llama70b-abc-1"]
+
+
+# --- Prometheus results --------------------------------------------------------------------
+
+
+def test_invalid_samples_are_dropped_one_by_one() -> None:
+    samples, rejected = parse_vector(
+        [
+            {"metric": {"pod": "a"}, "value": [0, "1.5"]},
+            {"metric": {"pod": "b"}, "value": [0, "NaN"]},
+            {"metric": {"pod": "c"}, "value": [0, "+Inf"]},
+            {"metric": {"pod": "d"}, "value": [0, "abc"]},
+            {"metric": {"pod": "e"}, "value": [0, "1"]},
+            {"metric": {"pod": "e"}, "value": [0, "2"]},
+        ]
+    )
+    assert [s.labels["pod"] for s in samples] == ["a"]
+    assert len(rejected) == 4
+
+
+def test_query_count_does_not_grow_with_policies() -> None:
+    one = tick_queries(windows={"5m"}, baseline_windows={"24h"})
+    many = tick_queries(windows={"5m"} | {"5m" for _ in range(1000)}, baseline_windows={"24h"})
+    assert len(one) == len(many) <= 10
+    assert {q.family for q in one} == set(Family)
+    two_windows = tick_queries(windows={"5m", "10m"}, baseline_windows={"24h"})
+    assert len(two_windows) == 2 * len(one) - 2  # census and baseline are shared
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def rates(in_tps: float, out_tps: float, **kw: Any) -> PodRates:
+    return PodRates(
+        input_tokens_per_second=in_tps, output_tokens_per_second=out_tps, engine="vllm", **kw
+    )
+
+
+def test_cost_per_million_is_total_cost_over_total_tokens(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): rates(1000, 500, gpu_busy_ratio=0.6)},
+        PRICES,
+        None,
+        now=100.0,
+    )
+    assert f.hourly_cost_usd == {CapacityType.ON_DEMAND: pytest.approx(4 * 2.21)}
+    assert f.usd_per_million_tokens == pytest.approx(4 * 2.21 / 3600 / 1500 * 1e6)
+    assert f.gpu_utilization_ratio == pytest.approx(0.6)
+    assert f.gpu == "A100-80GB"
+    assert not f.stale
+
+
+def test_spot_pods_are_priced_at_spot(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+    f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, now=1)
+    assert f.hourly_cost_usd == {CapacityType.SPOT: pytest.approx(4 * 0.73)}
+    assert f.replicas == {CapacityType.SPOT: 1}
+
+
+def test_no_token_data_is_stale_not_zero_cost(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(policy(), "llama70b", pods, cluster.nodes(), {}, PRICES, None, now=1)
+    assert f.stale
+    assert f.usd_per_million_tokens is None
+    assert f.input_tokens_per_second is None
+
+
+def test_too_few_tokens_in_the_window_gives_no_price(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): rates(1, 1)},
+        PRICES,
+        None,
+        now=1,
+    )
+    assert f.usd_per_million_tokens is None
+    assert not f.stale
+
+
+def test_measured_phase_split_and_prefix_savings(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    r = rates(
+        1000,
+        250,
+        prefill_seconds_per_second=1.0,
+        decode_seconds_per_second=3.0,
+        prefix_hit_tokens_per_second=400,
+        prefix_query_tokens_per_second=1000,
+    )
+    f = workload_figures(
+        policy(api_comparison=(ApiPrice("gpt-4o", 2.5, 10),)),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): r},
+        PRICES,
+        2.0,
+        now=1,
+    )
+    usd_s = 4 * 2.21 / 3600
+    assert f.input_usd_per_million_tokens == pytest.approx(usd_s * 0.25 / 1000 * 1e6)
+    assert f.output_usd_per_million_tokens == pytest.approx(usd_s * 0.75 / 250 * 1e6)
+    # Input and output dollars add back up to the hourly cost.
+    assert (
+        f.input_usd_per_million_tokens * 1000 + f.output_usd_per_million_tokens * 250
+        == pytest.approx(usd_s * 1e6)
+    )
+    assert f.prefix_cache_hit_ratio == pytest.approx(0.4)
+    # 400 cached tok/s priced at prefill $ over the 600 prompt tokens/s actually computed.
+    assert f.prefix_cache_savings_usd_per_hour == pytest.approx(400 * usd_s * 0.25 / 600 * 3600)
+    assert f.api_equivalent_usd_per_million_tokens["gpt-4o"] == pytest.approx(
+        (1000 * 2.5 + 250 * 10) / 1250
+    )
+    assert f.drift_ratio == pytest.approx(f.usd_per_million_tokens / 2.0)
+
+
+def test_modeled_split_and_capacity_when_the_model_is_known(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    r = rates(1000, 250, requests_per_second=2.0)
+    f = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): r},
+        PRICES,
+        None,
+        now=1,
+    )
+    assert f.input_usd_per_million_tokens is not None
+    assert f.capacity_utilization_ratio is not None
+    assert 0 < f.capacity_utilization_ratio < 1
+    assert f.usd_per_million_tokens_at_capacity is not None
+    assert f.usd_per_million_tokens_at_capacity < f.usd_per_million_tokens
+
+
+def test_last_good_values_are_carried_forward_as_stale(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    good = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): rates(1000, 500)},
+        PRICES,
+        None,
+        now=1,
+    )
+    missing = workload_figures(policy(), "llama70b", pods, cluster.nodes(), {}, PRICES, None, now=2)
+    kept = carry_forward(good, missing)
+    assert kept.stale
+    assert kept.usd_per_million_tokens == good.usd_per_million_tokens
+    assert kept.updated_at == 1
+
+
+# --- exporter -------------------------------------------------------------------------------
+
+
+def test_collector_exports_the_contract_and_drops_deleted_policies(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): rates(1000, 500, gpu_busy_ratio=0.5)},
+        PRICES,
+        None,
+        now=1,
+    )
+    snapshot = Snapshot()
+    registry, _ = build_registry(snapshot, opencost_compat=True)
+    snapshot.replace({("inference", "llama70b", "llama70b"): f})
+    labels = {
+        "namespace": "inference",
+        "policy": "llama70b",
+        "workload": "llama70b",
+        "model": "llama-2-70b",
+        "gpu": "A100-80GB",
+        "engine": "vllm",
+    }
+    get = registry.get_sample_value
+    assert get(
+        "llmcost_cost_per_million_tokens_usd", {**labels, "token_type": "all"}
+    ) == pytest.approx(f.usd_per_million_tokens)
+    assert get(
+        "llmcost_hourly_cost_usd", {**labels, "capacity_type": "on_demand"}
+    ) == pytest.approx(8.84)
+    assert get("llmcost_hourly_cost_usd", {**labels, "capacity_type": "spot"}) == 0
+    assert get("llmcost_gpu_utilization_ratio", labels) == 0.5
+    assert get("llmcost_data_stale", labels) == 0
+    assert get("llmcost_cost_per_million_tokens_usd", {**labels, "token_type": "input"}) is None
+    assert get("llm_cost_per_million_tokens", labels) == pytest.approx(f.usd_per_million_tokens)
+    assert get("llmcost_build_info", {"version": "0.1.0"}) == 1
+    snapshot.replace({})
+    assert get("llmcost_hourly_cost_usd", {**labels, "capacity_type": "on_demand"}) is None
+
+
+def test_no_nan_or_inf_on_metrics(cluster: ClusterState) -> None:
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(
+        policy(),
+        "llama70b",
+        pods,
+        cluster.nodes(),
+        {("inference", "llama70b-abc-1"): rates(0, 0)},
+        PRICES,
+        None,
+        now=1,
+    )
+    snapshot = Snapshot()
+    registry, _ = build_registry(snapshot)
+    snapshot.replace({("inference", "llama70b", "llama70b"): f})
+    text = generate_latest(registry).decode()
+    values = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples]
+    assert values
+    assert all(math.isfinite(v) for v in values)
+
+
+# --- the tick -------------------------------------------------------------------------------
+
+
+class FakeProm:
+    """Answers by family keyword found in the PromQL; counts the queries."""
+
+    def __init__(self, by_keyword: dict[str, list[Sample]], warnings: tuple[str, ...] = ()) -> None:
+        self.by_keyword = by_keyword
+        self.warnings = warnings
+        self.calls: list[str] = []
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        self.calls.append(promql)
+        for keyword, samples in self.by_keyword.items():
+            if keyword in promql:
+                return QueryResult(tuple(samples), self.warnings)
+        return QueryResult((), self.warnings)
+
+
+def pod_sample(value: float, pod_name: str = "llama70b-abc-1", **extra: str) -> Sample:
+    return Sample({"namespace": "inference", "pod": pod_name, **extra}, value)
+
+
+def test_tick_joins_pod_rates_to_workloads(cluster: ClusterState) -> None:
+    prom = FakeProm(
+        {
+            "prompt_tokens_total|": [pod_sample(1000)],
+            "generation_tokens_total|": [pod_sample(500)],
+            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
+        }
+    )
+    report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    assert report.queries == len(prom.calls) <= 10
+    f = report.figures[("inference", "llama70b", "llama70b")]
+    assert f.engine == "vllm"
+    assert f.usd_per_million_tokens == pytest.approx(8.84 / 3600 / 1500 * 1e6)
+    spot = report.figures[("inference", "llama70b", "llama70b-spot")]
+    assert spot.stale  # no token series for the spot pod
+    assert math.isclose(spot.hourly_cost_usd[CapacityType.SPOT], 4 * 0.73)
+
+
+def test_partial_responses_mark_figures_stale(cluster: ClusterState) -> None:
+    prom = FakeProm(
+        {"prompt_tokens_total|": [pod_sample(1000)], "generation_tokens_total|": [pod_sample(500)]},
+        warnings=("partial",),
+    )
+    report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    assert report.partial
+    assert report.figures[("inference", "llama70b", "llama70b")].stale
+    assert report.outcomes["partial"] == report.queries
