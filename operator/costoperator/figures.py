@@ -54,6 +54,8 @@ class PolicyView:
     api_comparison: tuple[ApiPrice, ...] = ()
     drift_threshold_ratio: float = 1.2
     drift_min_tokens: float = 100_000.0
+    prices: PriceSheet | None = None
+    """The policy's own sheet (catalogRef + overrides); None = the operator's default."""
 
 
 @dataclass(frozen=True, slots=True)

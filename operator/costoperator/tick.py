@@ -167,7 +167,7 @@ def run_tick(
                 pods.get((w.namespace, w.kind, w.name), []),
                 nodes,
                 window_rates,
-                prices,
+                policy.prices or prices,
                 baseline,
                 now,
             )

@@ -883,3 +883,95 @@ def demo(
     from costoperator.cli.demo import run_demo
 
     run_demo(trace, output.value)
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    prometheus_url: Annotated[
+        str, typer.Option(envvar="LLMCOST_PROMETHEUS_URL", help="Prometheus (or Thanos/Mimir) URL.")
+    ],
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Namespace to watch (repeat).")
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
+    ] = False,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0: off).")] = 9090,
+    standalone: Annotated[
+        bool, typer.Option(help="Run without peering (one instance only).")
+    ] = True,
+    peering: Annotated[
+        str | None, typer.Option(help="kopf peering name: only the highest priority acts.")
+    ] = None,
+    priority: Annotated[int, typer.Option(help="Peering priority of this instance.")] = 0,
+    bearer_token_file: Annotated[
+        Path | None, typer.Option(help="File with a bearer token for Prometheus (re-read).")
+    ] = None,
+    basic_auth_user: Annotated[str | None, typer.Option(help="Basic-auth user.")] = None,
+    basic_auth_password_file: Annotated[
+        Path | None, typer.Option(help="File with the basic-auth password.")
+    ] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for Prometheus TLS.")] = None,
+    insecure_skip_verify: Annotated[
+        bool, typer.Option(help="Do not verify Prometheus' TLS certificate.")
+    ] = False,
+    tenant_header: Annotated[
+        str | None, typer.Option(help="Tenant header, e.g. X-Scope-OrgID (Mimir).")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant id sent in --tenant-header.")] = None,
+    opencost_compat: Annotated[
+        bool, typer.Option(help="Also export OpenCost's inference-cost metric names.")
+    ] = False,
+    liveness: Annotated[
+        str | None, typer.Option(help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
+) -> None:
+    """Run the operator: watch policies and workloads, price them, export /metrics.
+
+    Finds the cluster as kubectl does (in-cluster service account, else KUBECONFIG).
+
+      llmcost run --prometheus-url http://prometheus.monitoring:9090 --all-namespaces
+    """
+    import kopf
+
+    import costoperator.handlers  # noqa: F401 - registers the handlers
+    from costoperator.config import OperatorConfig
+    from costoperator.promclient import PromAuth
+
+    if namespace and all_namespaces:
+        raise InvalidInputError("use --namespace or --all-namespaces, not both")
+    if not namespace and not all_namespaces:
+        raise InvalidInputError("say which namespaces to watch: --namespace NS or --all-namespaces")
+    if (basic_auth_user is None) != (basic_auth_password_file is None):
+        raise InvalidInputError("--basic-auth-user and --basic-auth-password-file go together")
+    for path in (bearer_token_file, basic_auth_password_file, ca_file):
+        if path is not None and not path.is_file():
+            raise InvalidInputError(f"file not found: {path}")
+    config = OperatorConfig(
+        prometheus_url=prometheus_url,
+        prometheus_auth=PromAuth(
+            bearer_token_file=bearer_token_file,
+            basic_username=basic_auth_user,
+            basic_password_file=basic_auth_password_file,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure_skip_verify,
+            tenant_header=tenant_header,
+            tenant=tenant,
+        ),
+        metrics_port=metrics_port,
+        opencost_compat=opencost_compat,
+    )
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=standalone and peering is None,
+        peering_name=peering,
+        priority=priority,
+        namespaces=namespace or [],
+        clusterwide=all_namespaces,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=config),
+    )

@@ -1,0 +1,22 @@
+"""The operator's run-time configuration (from `llmcost run` flags or the demo)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from costoperator.promclient import PromAuth
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    prometheus_url: str
+    prometheus_auth: PromAuth = field(default_factory=PromAuth)
+    metrics_port: int = 9090
+    metrics_address: str = "0.0.0.0"
+    """All interfaces: the Service and ServiceMonitor scrape the pod IP."""
+    opencost_compat: bool = False
+    default_interval_s: float = 30.0
+    """Tick interval when no policy asks for another."""
+    status_min_interval_s: float = 30.0
+    """At most one status patch per policy this often, unless a condition flips."""
+    query_timeout_s: float = 10.0

@@ -1,0 +1,233 @@
+"""kopf handlers: thin. Bodies become typed models at the edge; everything else lives in
+`runtime`, `state`, `tick` and `exporter`. Importing this module registers the handlers.
+
+Dependencies are built once at startup and carried in `memo` (so tests pass their own config);
+settings are set there too, never in decorator arguments read at import time. The operator adds
+no finalizers or annotations to objects it does not own: pods, nodes and workloads are only
+watched (`on.event`); only our own InferenceCostPolicies get kopf's finalizer (for the status
+timer), under the llmcost.io prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from costoperator.config import OperatorConfig
+from costoperator.crds import PolicySpecError
+from costoperator.exporter import Snapshot, build_registry
+from costoperator.promclient import PromClient
+from costoperator.runtime import Runtime, invalid_status
+from costoperator.state import ClusterState
+from costoperator.tick import run_tick
+
+GROUP, VERSION = "llmcost.io", "v1alpha1"
+POLICIES, PRICINGS = "inferencecostpolicies", "gpupricings"
+#: How often the status timer looks; `Runtime.status_patch_due` decides whether to write.
+STATUS_TIMER_S = 5.0
+
+log = logging.getLogger("costoperator")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # kopf's production advice: finite watch timeouts, bounded API backoffs, own prefixes.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20, 30]
+    settings.posting.level = logging.WARNING
+    config: OperatorConfig = memo["config"]
+    memo["runtime"] = Runtime()
+    memo["cluster"] = ClusterState()
+    memo["snapshot"] = snapshot = Snapshot()
+    registry, self_metrics = build_registry(snapshot, config.opencost_compat)
+    memo["registry"], memo["self_metrics"] = registry, self_metrics
+    memo["prometheus_ok"] = True
+    memo["client"] = PromClient(
+        config.prometheus_url, config.prometheus_auth, read_timeout_s=config.query_timeout_s
+    )
+    if config.metrics_port:
+        server, _thread = start_http_server(
+            config.metrics_port, addr=config.metrics_address, registry=registry
+        )
+        memo["metrics_server"] = server
+    memo["tick_task"] = asyncio.create_task(tick_loop(memo))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("tick_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    server = memo.get("metrics_server")
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    client: PromClient | None = memo.get("client")
+    if client is not None:
+        client.close()
+
+
+async def tick_loop(memo: kopf.Memo) -> None:
+    """One operator-wide loop: every tick prices every policy with one fixed query set."""
+    config: OperatorConfig = memo["config"]
+    runtime: Runtime = memo["runtime"]
+    snapshot: Snapshot = memo["snapshot"]
+    while True:
+        views = runtime.views()
+        if views:
+            try:
+                report = await asyncio.to_thread(
+                    run_tick,
+                    memo["client"],
+                    views,
+                    memo["cluster"],
+                    runtime.default_prices,
+                    snapshot.current(),
+                )
+            except Exception:  # a bug must not stop pricing: log, mark stale, go on
+                log.exception("tick failed")
+                memo["prometheus_ok"] = False
+            else:
+                snapshot.replace(report.figures)
+                metrics = memo["self_metrics"]
+                for outcome, count in report.outcomes.items():
+                    metrics.queries.labels(outcome).inc(count)
+                metrics.tick_seconds.observe(report.seconds)
+                memo["prometheus_ok"] = report.prometheus_ok and not report.partial
+                for error in report.errors:
+                    log.warning("Prometheus: %s", error)
+        else:
+            snapshot.replace({})
+        await asyncio.sleep(runtime.tick_interval_s(config.default_interval_s))
+
+
+# --- the cluster picture (watched only: no finalizers, no annotations) -----------------------
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return event.get("type") == "DELETED"
+
+
+@kopf.on.event("v1", "pods")
+def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    cluster: ClusterState = memo["cluster"]
+    if _deleted(event):
+        cluster.delete_pod(body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        cluster.upsert_pod(dict(body))
+
+
+@kopf.on.event("v1", "nodes")
+def node_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    cluster: ClusterState = memo["cluster"]
+    if _deleted(event):
+        cluster.delete_node(body.metadata.name or "")
+    else:
+        cluster.upsert_node(dict(body))
+
+
+@kopf.on.event("apps", "v1", "replicasets")
+def replicaset_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    cluster: ClusterState = memo["cluster"]
+    if _deleted(event):
+        cluster.delete_replicaset(body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        cluster.upsert_replicaset(dict(body))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+def deployment_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _workload_event("Deployment", event, body, memo)
+
+
+@kopf.on.event("apps", "v1", "statefulsets")
+def statefulset_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _workload_event("StatefulSet", event, body, memo)
+
+
+def _workload_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo) -> None:
+    cluster: ClusterState = memo["cluster"]
+    if _deleted(event):
+        cluster.delete_workload(kind, body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        cluster.upsert_workload(kind, dict(body))
+
+
+# --- our resources ---------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, PRICINGS)
+def pricing_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    name = body.metadata.name or ""
+    if _deleted(event):
+        runtime.delete_pricing(name)
+        return
+    try:
+        runtime.upsert_pricing(name, dict(body.get("spec") or {}))
+    except PolicySpecError as exc:
+        runtime.delete_pricing(name)
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+
+
+@kopf.on.event(GROUP, VERSION, POLICIES)
+def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if _deleted(event):
+        runtime.delete_policy(namespace, name)
+        return
+    previously = runtime.invalid.get((namespace, name))
+    try:
+        runtime.upsert_policy(
+            namespace, name, dict(body.get("spec") or {}), body.metadata.get("generation")
+        )
+    except PolicySpecError as exc:
+        if previously != str(exc):  # one event per distinct problem, not per watch event
+            kopf.warn(body, reason="InvalidSpec", message=str(exc))
+
+
+@kopf.timer(GROUP, VERSION, POLICIES, interval=STATUS_TIMER_S, initial_delay=1.0)
+def policy_status(
+    namespace: str | None,
+    name: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Write the policy's summary into its status, rate-limited (Runtime.status_patch_due)."""
+    runtime: Runtime = memo["runtime"]
+    config: OperatorConfig = memo["config"]
+    key = (namespace or "", name or "")
+    now = dt.datetime.now(dt.UTC)
+    if key in runtime.invalid:
+        status = invalid_status(runtime.invalid[key], body.metadata.get("generation"), now)
+    elif key in runtime.policies:
+        snapshot: Snapshot = memo["snapshot"]
+        figures = [f for (ns, p, _w), f in snapshot.current().items() if (ns, p) == key]
+        status = runtime.status_for(key, figures, memo["prometheus_ok"], now)
+    else:
+        return
+    wire = runtime.status_patch_due(key, status, time.time(), config.status_min_interval_s)
+    if wire is None:
+        return
+    for field_name, value in wire.items():
+        patch.status[field_name] = value

@@ -1,0 +1,317 @@
+"""The operator's state between kopf handlers and the tick: policies, price sheets, status.
+
+No kopf imports: handlers feed this module, the tick loop reads it, tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from costengine.gpus import GPUS
+from costengine.pricing import PriceSheet, seed_price_sheet
+from costoperator.crds import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    GPUPricingSpec,
+    InferenceCostPolicySpec,
+    InferenceCostPolicyStatus,
+    PolicySpecError,
+    duration_seconds,
+    parse_gpu_pricing_spec,
+    parse_policy_spec,
+    price_sheet_from_gpu_pricing,
+    status_patch,
+    to_wire,
+)
+from costoperator.figures import ApiPrice, PolicyView, WorkloadFigures
+
+PolicyKey = tuple[str, str]  # (namespace, name)
+
+#: Status patches per policy at most this often (unless a condition flips): the figures change
+#: every tick, the API server should not hear about each one.
+STATUS_MIN_INTERVAL_S = 30.0
+
+
+@dataclass
+class PolicyRecord:
+    spec: InferenceCostPolicySpec
+    generation: int | None
+
+
+@dataclass
+class Runtime:
+    default_prices: PriceSheet = field(default_factory=seed_price_sheet)
+    policies: dict[PolicyKey, PolicyRecord] = field(default_factory=dict)
+    invalid: dict[PolicyKey, str] = field(default_factory=dict)
+    sheets: dict[str, PriceSheet] = field(default_factory=dict)
+    _last_status: dict[PolicyKey, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    # --- policies and prices -----------------------------------------------------------------
+
+    def upsert_policy(
+        self, namespace: str, name: str, spec: Mapping[str, Any] | None, generation: int | None
+    ) -> InferenceCostPolicySpec:
+        """Parse and keep a policy; an invalid spec is remembered (for its condition) and the
+        policy stops being priced until fixed. Raises PolicySpecError."""
+        key = (namespace, name)
+        try:
+            parsed = parse_policy_spec(spec)
+        except PolicySpecError as exc:
+            self.policies.pop(key, None)
+            self.invalid[key] = str(exc)
+            raise
+        self.invalid.pop(key, None)
+        self.policies[key] = PolicyRecord(parsed, generation)
+        return parsed
+
+    def delete_policy(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.policies.pop(key, None)
+        self.invalid.pop(key, None)
+        self._last_status.pop(key, None)
+
+    def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:
+        parsed = parse_gpu_pricing_spec(spec)
+        self.sheets[name] = price_sheet_from_gpu_pricing(name, parsed)
+        return parsed
+
+    def delete_pricing(self, name: str) -> None:
+        self.sheets.pop(name, None)
+
+    def prices_for(self, spec: InferenceCostPolicySpec) -> PriceSheet:
+        """The referenced GPUPricing sheet (or the default), then the policy's own overrides,
+        which apply to whatever GPU the workload runs on."""
+        base = self.default_prices
+        pricing = spec.pricing
+        if pricing and pricing.catalog_ref and pricing.catalog_ref in self.sheets:
+            base = self.sheets[pricing.catalog_ref]
+        if pricing and pricing.usd_per_gpu_hour:
+            overrides = [e for gpu in GPUS for e in pricing.overrides_for(gpu, "policy override")]
+            return base.with_overrides(overrides, name=f"{base.name}+policy")
+        return base
+
+    def missing_catalog(self, spec: InferenceCostPolicySpec) -> str | None:
+        pricing = spec.pricing
+        if pricing and pricing.catalog_ref and pricing.catalog_ref not in self.sheets:
+            return pricing.catalog_ref
+        return None
+
+    def views(self) -> list[PolicyView]:
+        return [self.view(ns, name, r.spec) for (ns, name), r in sorted(self.policies.items())]
+
+    def view(self, namespace: str, name: str, spec: InferenceCostPolicySpec) -> PolicyView:
+        selector = None
+        if spec.selector is not None:
+            selector = to_wire(spec.selector)
+        target = (spec.target_ref.kind.value, spec.target_ref.name) if spec.target_ref else None
+        drift = spec.drift
+        return PolicyView(
+            namespace=namespace,
+            name=name,
+            window=spec.window,
+            window_s=duration_seconds(spec.window),
+            selector=selector,
+            target=target,
+            baseline_window=drift.baseline_window if drift else None,
+            engine=spec.engine.value,
+            model=spec.model,
+            gpu=spec.gpu,
+            api_comparison=tuple(
+                ApiPrice(a.name, a.input_usd_per_million, a.output_usd_per_million)
+                for a in spec.api_comparison or ()
+            ),
+            drift_threshold_ratio=drift.threshold_ratio if drift else 1.2,
+            drift_min_tokens=float(drift.min_tokens) if drift else 100_000.0,
+            prices=self.prices_for(spec),
+        )
+
+    def tick_interval_s(self, default: float = 30.0) -> float:
+        intervals = [duration_seconds(r.spec.interval) for r in self.policies.values()]
+        return min(intervals, default=default)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def status_for(
+        self,
+        key: PolicyKey,
+        figures: Iterable[WorkloadFigures],
+        prometheus_ok: bool,
+        now: dt.datetime,
+    ) -> InferenceCostPolicyStatus:
+        record = self.policies[key]
+        spec = record.spec
+        figs = list(figures)
+        usd_per_hour = sum(f.total_hourly_cost_usd for f in figs)
+        tokens = [f.total_tokens_per_second for f in figs if f.total_tokens_per_second is not None]
+        total_tps = sum(tokens) if tokens else None
+        priced = [f for f in figs if f.usd_per_million_tokens is not None]
+        usd_per_million = (
+            usd_per_hour / 3600 / total_tps * 1e6
+            if priced and total_tps and usd_per_hour > 0
+            else None
+        )
+        stale = not figs or any(f.stale for f in figs) or not prometheus_ok
+        gpu_util = _weighted((f.gpu_utilization_ratio, sum(f.gpus.values())) for f in figs)
+        capacity = _weighted(
+            (f.capacity_utilization_ratio, f.output_tokens_per_second or 0.0) for f in figs
+        )
+        savings = [f.prefix_cache_savings_usd_per_hour for f in figs]
+        baseline = _weighted(
+            (f.baseline_usd_per_million_tokens, f.total_tokens_per_second or 0.0) for f in figs
+        )
+        drift = usd_per_million / baseline if usd_per_million and baseline else None
+        threshold = spec.drift.threshold_ratio if spec.drift else None
+        window_tokens = (total_tps or 0.0) * duration_seconds(spec.window)
+        min_tokens = spec.drift.min_tokens if spec.drift else 0
+        drifting = bool(drift and threshold and drift > threshold and window_tokens >= min_tokens)
+        problems = sorted({p for f in figs for p in f.problems})
+        missing = self.missing_catalog(spec)
+        if missing:
+            problems.insert(0, f"GPUPricing {missing!r} not found; using the default sheet")
+        conditions = [
+            _condition(
+                ConditionType.READY,
+                bool(figs) and not problems,
+                "Pricing" if figs and not problems else ("NoWorkloads" if not figs else "Problems"),
+                "; ".join(problems)[:1000]
+                if problems
+                else ("" if figs else "the selector matches no Deployment or StatefulSet"),
+                now,
+                record.generation,
+            ),
+            _condition(
+                ConditionType.METRICS_AVAILABLE,
+                total_tps is not None,
+                "TokensSeen" if total_tps is not None else "NoTokenSeries",
+                "" if total_tps is not None else "no token counters for the policy's pods",
+                now,
+                record.generation,
+            ),
+            _condition(
+                ConditionType.STALE,
+                stale,
+                "InputsMissing" if stale else "Fresh",
+                "" if prometheus_ok else "Prometheus queries failed or were partial",
+                now,
+                record.generation,
+            ),
+            _condition(
+                ConditionType.DRIFTING,
+                drifting,
+                "AboveThreshold" if drifting else "WithinThreshold",
+                f"drift {drift:.2f} > {threshold}" if drifting and drift else "",
+                now,
+                record.generation,
+            ),
+        ]
+        previous = self._last_status.get(key)
+        if previous is not None:
+            conditions = _keep_transition_times(conditions, previous[1])
+        return InferenceCostPolicyStatus(
+            usd_per_million_tokens=_finite(usd_per_million),
+            tokens_per_second=_finite(total_tps),
+            gpu_utilization=_finite(gpu_util),
+            capacity_utilization=_finite(capacity),
+            cache_savings_usd_per_hour=_finite(sum(s for s in savings if s is not None))
+            if any(s is not None for s in savings)
+            else None,
+            drift_ratio=_finite(drift),
+            workloads=len(figs),
+            stale=stale,
+            conditions=conditions,
+            last_updated=now,
+        )
+
+    def status_patch_due(
+        self,
+        key: PolicyKey,
+        status: InferenceCostPolicyStatus,
+        now_s: float,
+        min_interval_s: float = STATUS_MIN_INTERVAL_S,
+    ) -> dict[str, Any] | None:
+        """The status body to merge-patch, or None while the last one is recent and no
+        condition changed (at most one patch per `min_interval_s` per policy). Fields that
+        became unknown are sent as null, so a merge patch removes them instead of leaving an
+        old figure behind."""
+        body = status_patch(status)
+        last = self._last_status.get(key)
+        if last is not None:
+            last_time, last_body = last
+            if body == last_body:
+                return None
+            flips = _condition_states(last_body) != _condition_states(body)
+            if not flips and now_s - last_time < min_interval_s:
+                return None
+        self._last_status[key] = (now_s, body)
+        return body
+
+
+def _keep_transition_times(
+    conditions: list[Condition], previous: Mapping[str, Any]
+) -> list[Condition]:
+    """lastTransitionTime moves only when a condition's status changes (API conventions)."""
+    before = {c["type"]: c for c in previous.get("conditions") or ()}
+    kept = []
+    for c in conditions:
+        old = before.get(c.type.value)
+        if old is not None and old.get("status") == c.status.value:
+            c = c.model_copy(
+                update={
+                    "last_transition_time": dt.datetime.fromisoformat(old["lastTransitionTime"])
+                }
+            )
+        kept.append(c)
+    return kept
+
+
+def _condition_states(body: Mapping[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in body.get("conditions") or ()}
+
+
+def _condition(
+    kind: ConditionType,
+    true: bool,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    generation: int | None,
+) -> Condition:
+    return Condition(
+        type=kind,
+        status=ConditionStatus.TRUE if true else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def _weighted(pairs: Iterable[tuple[float | None, float]]) -> float | None:
+    num = den = 0.0
+    for value, weight in pairs:
+        if value is not None and weight > 0:
+            num += value * weight
+            den += weight
+    return num / den if den > 0 else None
+
+
+def invalid_status(
+    message: str, generation: int | None, now: dt.datetime
+) -> InferenceCostPolicyStatus:
+    """The status of a policy whose spec does not validate."""
+    return InferenceCostPolicyStatus(
+        conditions=[
+            _condition(ConditionType.READY, False, "InvalidSpec", message[:1000], now, generation)
+        ],
+        stale=True,
+        last_updated=now,
+    )

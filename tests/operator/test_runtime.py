@@ -1,0 +1,165 @@
+"""Policies, price sheets and status between the handlers and the tick."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from costengine.pricing import CapacityType
+from costoperator.crds import PolicySpecError, parse_policy_status
+from costoperator.figures import WorkloadFigures
+from costoperator.runtime import Runtime
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
+
+
+def example(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    return doc
+
+
+def test_design_example_policy_becomes_a_view_with_its_overrides() -> None:
+    rt = Runtime()
+    doc = example("llama70b.yaml")
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 1)
+    (view,) = rt.views()
+    assert view.window == "5m"
+    assert view.window_s == 300
+    assert view.selector == {"matchLabels": {"app": "llama70b"}}
+    assert view.baseline_window == "24h"
+    assert view.api_comparison[0].name == "gpt-4o"
+    assert view.prices is not None
+    assert view.prices.usd_per_gpu_hour("A100-80GB", CapacityType.SPOT) == 0.73
+    assert view.prices.usd_per_gpu_hour("H100-SXM", CapacityType.ON_DEMAND) == 2.21  # override
+    assert rt.tick_interval_s() == 30
+
+
+def test_gpupricing_sheet_is_used_by_reference() -> None:
+    rt = Runtime()
+    rt.upsert_pricing("seed", example("gpupricing-seed.yaml")["spec"])
+    spec = {"selector": {"matchLabels": {"app": "x"}}, "pricing": {"catalogRef": "seed"}}
+    rt.upsert_policy("ns", "p", spec, 1)
+    (view,) = rt.views()
+    assert view.prices is not None
+    assert view.prices.name == "seed"
+    missing = {"selector": {"matchLabels": {"app": "x"}}, "pricing": {"catalogRef": "nope"}}
+    parsed = rt.upsert_policy("ns", "q", missing, 1)
+    assert rt.missing_catalog(parsed) == "nope"
+
+
+def test_invalid_spec_is_remembered_and_unpriced() -> None:
+    rt = Runtime()
+    rt.upsert_policy("ns", "p", {"selector": {"matchLabels": {"app": "x"}}}, 1)
+    with pytest.raises(PolicySpecError, match="maxReplicas"):
+        rt.upsert_policy(
+            "ns",
+            "p",
+            {
+                "selector": {"matchLabels": {"app": "x"}},
+                "spot": {
+                    "mode": "Recommend",
+                    "minReplicas": 5,
+                    "maxReplicas": 2,
+                    "spotTargetRef": {"kind": "Deployment", "name": "s"},
+                },
+            },
+            2,
+        )
+    assert rt.views() == []
+    assert ("ns", "p") in rt.invalid
+    rt.delete_policy("ns", "p")
+    assert not rt.invalid
+
+
+def figures(
+    usd_per_hour: float, in_tps: float | None, out_tps: float | None, **kw: Any
+) -> WorkloadFigures:
+    return WorkloadFigures(
+        namespace="ns",
+        policy="p",
+        workload=kw.pop("workload", "w"),
+        model="",
+        gpu="A100-80GB",
+        engine="vllm",
+        hourly_cost_usd={CapacityType.ON_DEMAND: usd_per_hour},
+        gpus={CapacityType.ON_DEMAND: 4.0},
+        replicas={CapacityType.ON_DEMAND: 1},
+        input_tokens_per_second=in_tps,
+        output_tokens_per_second=out_tps,
+        usd_per_million_tokens=usd_per_hour / 3600 / ((in_tps or 0) + (out_tps or 0)) * 1e6
+        if in_tps and out_tps
+        else None,
+        stale=in_tps is None,
+        **kw,
+    )
+
+
+def test_policy_status_is_total_cost_over_total_tokens() -> None:
+    rt = Runtime()
+    rt.upsert_policy(
+        "ns",
+        "p",
+        {
+            "selector": {"matchLabels": {"app": "x"}},
+            "drift": {"thresholdRatio": 1.2, "minTokens": 10},
+        },
+        3,
+    )
+    a = figures(8.84, 1000, 500, gpu_utilization_ratio=0.5, baseline_usd_per_million_tokens=1.0)
+    b = figures(
+        2.92,
+        100,
+        50,
+        workload="w-spot",
+        gpu_utilization_ratio=1.0,
+        baseline_usd_per_million_tokens=1.0,
+    )
+    status = rt.status_for(("ns", "p"), [a, b], True, NOW)
+    assert status.usd_per_million_tokens == pytest.approx((8.84 + 2.92) / 3600 / 1650 * 1e6)
+    assert status.tokens_per_second == 1650
+    assert status.gpu_utilization == pytest.approx(0.75)
+    assert status.workloads == 2
+    conditions = {c.type.value: c for c in status.conditions or []}
+    assert conditions["Ready"].status.value == "True"
+    assert conditions["Drifting"].status.value == "True"  # ~1.98 vs baseline 1.0
+    assert conditions["Ready"].observed_generation == 3
+    # Round-trips through the status schema (what the API server stores).
+    assert parse_policy_status(rt.status_patch_due(("ns", "p"), status, 0.0)) is not None
+
+
+def test_no_workloads_and_no_data_are_conditions_not_zeros() -> None:
+    rt = Runtime()
+    rt.upsert_policy("ns", "p", {"selector": {"matchLabels": {"app": "x"}}}, 1)
+    empty = rt.status_for(("ns", "p"), [], True, NOW)
+    assert empty.usd_per_million_tokens is None
+    ready = next(c for c in empty.conditions or [] if c.type.value == "Ready")
+    assert ready.reason == "NoWorkloads"
+    quiet = rt.status_for(("ns", "p"), [figures(8.84, None, None)], False, NOW)
+    assert quiet.stale
+    assert quiet.tokens_per_second is None
+
+
+def test_status_patches_are_rate_limited_unless_a_condition_flips() -> None:
+    rt = Runtime()
+    key = ("ns", "p")
+    rt.upsert_policy("ns", "p", {"selector": {"matchLabels": {"app": "x"}}}, 1)
+    first = rt.status_for(key, [figures(8.84, 1000, 500)], True, NOW)
+    body = rt.status_patch_due(key, first, 0.0, min_interval_s=30)
+    assert body is not None
+    assert body["capacityUtilization"] is None  # unknown figures are removed, not left behind
+    busier = rt.status_for(key, [figures(8.84, 2000, 500)], True, NOW)
+    assert rt.status_patch_due(key, busier, 10.0, min_interval_s=30) is None
+    assert rt.status_patch_due(key, busier, 31.0, min_interval_s=30) is not None
+    stale = rt.status_for(key, [figures(8.84, None, None)], False, NOW)
+    assert rt.status_patch_due(key, stale, 32.0, min_interval_s=30) is not None  # Stale flipped
+    again = rt.status_for(key, [figures(8.84, None, None)], False, NOW + dt.timedelta(minutes=1))
+    body = rt.status_patch_due(key, again, 100.0, min_interval_s=30)
+    # lastTransitionTime moves only when a condition's status changes.
+    if body is not None:
+        stale_cond = next(c for c in body["conditions"] if c["type"] == "Stale")
+        assert stale_cond["lastTransitionTime"].startswith("2026-11-24T00:00:00")
