@@ -106,6 +106,12 @@ def _dcgm(metric: str, window: str, scale: str = "") -> str:
     return f"avg by (namespace, pod) ({relabeled})"
 
 
+def _spellings(name: str) -> set[str]:
+    """A name and its underscore spelling: an exporter negotiated into OpenMetrics by
+    prometheus_client can expose `vllm:x` as `vllm_x` (prometheus/client_python#1177)."""
+    return {name, name.replace(":", "_")}
+
+
 def family_names(
     profiles: Iterable[EngineProfile],
 ) -> dict[Family, set[str]]:
@@ -117,14 +123,14 @@ def family_names(
         Family.REQUESTS: set(),
     }
     for p in profiles:
-        names[Family.INPUT_TOKENS].add(p.input_tokens)
-        names[Family.OUTPUT_TOKENS].add(p.output_tokens)
+        names[Family.INPUT_TOKENS] |= _spellings(p.input_tokens)
+        names[Family.OUTPUT_TOKENS] |= _spellings(p.output_tokens)
         if p.prefix_hit_tokens:
-            names[Family.PREFIX_HIT_TOKENS].add(p.prefix_hit_tokens)
+            names[Family.PREFIX_HIT_TOKENS] |= _spellings(p.prefix_hit_tokens)
         if p.prefix_query_tokens:
-            names[Family.PREFIX_QUERY_TOKENS].add(p.prefix_query_tokens)
+            names[Family.PREFIX_QUERY_TOKENS] |= _spellings(p.prefix_query_tokens)
         if p.requests:
-            names[Family.REQUESTS].add(p.requests)
+            names[Family.REQUESTS] |= _spellings(p.requests)
     return names
 
 
@@ -183,6 +189,6 @@ def engine_of(
     """The engine whose output-token counter a pod exposes."""
     present = set(metric_names)
     for name, profile in profiles.items():
-        if profile.output_tokens in present:
+        if _spellings(profile.output_tokens) & present:
             return name
     return None

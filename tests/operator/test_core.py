@@ -449,3 +449,14 @@ def test_partial_responses_mark_figures_stale(cluster: ClusterState) -> None:
     assert report.partial
     assert report.figures[("inference", "llama70b", "llama70b")].stale
     assert report.outcomes["partial"] == report.queries
+
+
+def test_engine_names_are_matched_in_both_spellings() -> None:
+    from costoperator.queries import engine_of
+
+    assert engine_of({"vllm:generation_tokens_total"}) == "vllm"
+    assert engine_of({"vllm_generation_tokens_total"}) == "vllm"
+    assert engine_of({"sglang:generation_tokens_total"}) == "sglang"
+    (out,) = [q for q in tick_queries({"5m"}) if q.family is Family.OUTPUT_TOKENS]
+    assert "vllm_generation_tokens_total" in out.promql
+    assert "vllm:generation_tokens_total" in out.promql
