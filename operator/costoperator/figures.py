@@ -70,6 +70,8 @@ class PodRates:
     gpu_busy_ratio: float | None = None
     prefill_seconds_per_second: float | None = None
     decode_seconds_per_second: float | None = None
+    running_sequences: float | None = None
+    """Mean sequences in the running batch over the window."""
     engine: str | None = None
 
 
@@ -250,10 +252,20 @@ def _prefill_share(
 ) -> float | None:
     """Share of GPU time spent on prefill: measured from vLLM's phase histograms when present,
     else from the throughput model at the measured request shape."""
-    prefill = _sum(r.prefill_seconds_per_second for r in pod_rates)
-    decode = _sum(r.decode_seconds_per_second for r in pod_rates)
-    if prefill is not None and decode is not None and prefill + decode > 0:
-        return prefill / (prefill + decode)
+    measured = [
+        (r.prefill_seconds_per_second, r.decode_seconds_per_second / max(1.0, r.running_sequences))
+        for r in pod_rates
+        if r.prefill_seconds_per_second is not None
+        and r.decode_seconds_per_second is not None
+        and r.running_sequences is not None
+    ]
+    if measured:
+        # vLLM's phase histograms time each request: prefill seconds are GPU seconds (a prompt
+        # has the GPU to itself), decode seconds are shared by every sequence in the batch.
+        prefill = sum(p for p, _ in measured)
+        decode_gpu = sum(d for _, d in measured)
+        if prefill + decode_gpu > 0:
+            return prefill / (prefill + decode_gpu)
     shape = _request_shape(pod_rates, in_tps, out_tps)
     gpus_per_pod = max((p.gpus for p in live), default=0.0)
     dep = _deployment(policy, gpu_names, gpus_per_pod)

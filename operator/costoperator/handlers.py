@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from typing import Any
 
@@ -34,6 +35,15 @@ POLICIES, PRICINGS = "inferencecostpolicies", "gpupricings"
 STATUS_TIMER_S = 5.0
 
 log = logging.getLogger("costoperator")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """As kubectl: the pod's service account inside a cluster, else KUBECONFIG (read now, not
+    at import time, so the demo and tests can point it at the emulator)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return kopf.login_with_service_account(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()

@@ -30,6 +30,7 @@ class Family(StrEnum):
     REQUESTS = "requests"
     GPU_BUSY = "gpu_busy"
     PHASE_SECONDS = "phase_seconds"
+    RUNNING = "running"
     ENGINES = "engines"
     BASELINE = "baseline"
 
@@ -77,6 +78,9 @@ ENGINE_PROFILES: dict[str, EngineProfile] = {
 #: vLLM's per-request phase-time histograms: input/output cost split by measured GPU time.
 PREFILL_SECONDS = "vllm:request_prefill_time_seconds_sum"
 DECODE_SECONDS = "vllm:request_decode_time_seconds_sum"
+#: Sequences in the running batch (a gauge): decode seconds summed per request overcount GPU
+#: time by the batch size, since one decode step serves the whole batch.
+RUNNING_GAUGES = ("vllm:num_requests_running", "sglang:num_running_reqs")
 GPU_BUSY_PREFERRED = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # 0..1, correct on MIG
 GPU_BUSY_FALLBACK = "DCGM_FI_DEV_GPU_UTIL"  # 0..100, reads 0 on MIG devices
 
@@ -157,6 +161,9 @@ def tick_queries(
             f'"phase", "decode", "", "")'
         )
         queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
+        running = _names_regex(set().union(*(_spellings(n) for n in RUNNING_GAUGES)))
+        batch = f'sum by (namespace, pod) (avg_over_time({{__name__=~"{running}"}}[{w}]))'
+        queries.append(NamedQuery(Family.RUNNING, w, batch))
     census_names = set().union(*names.values())
     queries.append(
         NamedQuery(

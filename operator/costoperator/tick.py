@@ -35,6 +35,7 @@ _RATE_FIELDS = {
     Family.PREFIX_QUERY_TOKENS: "prefix_query_tokens_per_second",
     Family.REQUESTS: "requests_per_second",
     Family.GPU_BUSY: "gpu_busy_ratio",
+    Family.RUNNING: "running_sequences",
 }
 
 
@@ -82,11 +83,16 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
                     slot[f"{phase}_seconds_per_second"] = s.value
             elif q.family in _RATE_FIELDS:
                 slot[_RATE_FIELDS[q.family]] = s.value
+    census_ok = any(q.family is Family.ENGINES for q in results)
     out: dict[str, dict[PodKey, PodRates]] = {}
     for window, per_pod in values.items():
         out[window] = {
             key: PodRates(**fields, engine=engine_of(engines.get(key, ())))
             for key, fields in per_pod.items()
+            # A target that disappeared gets staleness markers: the census (an instant
+            # selector) drops its pod at once, while rate() still answers from the shrinking
+            # window for a whole window length. Such a pod has no data, not less traffic.
+            if not census_ok or key in engines
         }
     return out
 

@@ -254,7 +254,7 @@ def test_table_output_is_for_people() -> None:
 
 
 def test_demo_prices_the_real_traces(capsys: pytest.CaptureFixture[str]) -> None:
-    r = json_of(capsys, "demo")
+    r = json_of(capsys, "tour")
     assert round(r["seed_headline_usd_per_million_tokens"], 2) == 1.46
     traces = {t["label"]: t for t in r["traces"]}
     assert [traces[k]["requests"] for k in ("azure-conv", "azure-code", "mooncake")] == [
@@ -275,11 +275,11 @@ def test_demo_prices_the_real_traces(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_demo_on_one_trace(capsys: pytest.CaptureFixture[str], shared_data: Path) -> None:
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
-    r = json_of(capsys, "demo", "--trace", str(trace))
+    r = json_of(capsys, "tour", "--trace", str(trace))
     assert [t["file"] for t in r["traces"]] == [trace.name]
 
 
 def test_demo_with_a_missing_trace_is_a_clear_error() -> None:
-    done = run("demo", "--trace", "/nonexistent/trace.csv")
+    done = run("tour", "--trace", "/nonexistent/trace.csv")
     assert done.returncode == 2
     assert "trace file not found" in done.stderr

@@ -265,6 +265,7 @@ def test_measured_phase_split_and_prefix_savings(cluster: ClusterState) -> None:
         1000,
         250,
         prefill_seconds_per_second=1.0,
+        running_sequences=3.0,  # 3.0 decode seconds shared by 3 sequences: 1.0 GPU-second
         decode_seconds_per_second=3.0,
         prefix_hit_tokens_per_second=400,
         prefix_query_tokens_per_second=1000,
@@ -280,8 +281,8 @@ def test_measured_phase_split_and_prefix_savings(cluster: ClusterState) -> None:
         now=1,
     )
     usd_s = 4 * 2.21 / 3600
-    assert f.input_usd_per_million_tokens == pytest.approx(usd_s * 0.25 / 1000 * 1e6)
-    assert f.output_usd_per_million_tokens == pytest.approx(usd_s * 0.75 / 250 * 1e6)
+    assert f.input_usd_per_million_tokens == pytest.approx(usd_s * 0.5 / 1000 * 1e6)
+    assert f.output_usd_per_million_tokens == pytest.approx(usd_s * 0.5 / 250 * 1e6)
     # Input and output dollars add back up to the hourly cost.
     assert (
         f.input_usd_per_million_tokens * 1000 + f.output_usd_per_million_tokens * 250
@@ -289,7 +290,7 @@ def test_measured_phase_split_and_prefix_savings(cluster: ClusterState) -> None:
     )
     assert f.prefix_cache_hit_ratio == pytest.approx(0.4)
     # 400 cached tok/s priced at prefill $ over the 600 prompt tokens/s actually computed.
-    assert f.prefix_cache_savings_usd_per_hour == pytest.approx(400 * usd_s * 0.25 / 600 * 3600)
+    assert f.prefix_cache_savings_usd_per_hour == pytest.approx(400 * usd_s * 0.5 / 600 * 3600)
     assert f.api_equivalent_usd_per_million_tokens["gpt-4o"] == pytest.approx(
         (1000 * 2.5 + 250 * 10) / 1250
     )
@@ -424,16 +425,16 @@ def pod_sample(value: float, pod_name: str = "llama70b-abc-1", **extra: str) -> 
 
 def test_tick_joins_pod_rates_to_workloads(cluster: ClusterState) -> None:
     prom = FakeProm(
-        {
+        {  # the census first: its PromQL also names the token counters
+            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
             "prompt_tokens_total|": [pod_sample(1000)],
             "generation_tokens_total|": [pod_sample(500)],
-            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
         }
     )
-    report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    report = run_tick(prom, [policy(engine="auto")], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
     assert report.queries == len(prom.calls) <= 10
     f = report.figures[("inference", "llama70b", "llama70b")]
-    assert f.engine == "vllm"
+    assert f.engine == "vllm"  # detected from the census
     assert f.usd_per_million_tokens == pytest.approx(8.84 / 3600 / 1500 * 1e6)
     spot = report.figures[("inference", "llama70b", "llama70b-spot")]
     assert spot.stale  # no token series for the spot pod
@@ -460,3 +461,17 @@ def test_engine_names_are_matched_in_both_spellings() -> None:
     (out,) = [q for q in tick_queries({"5m"}) if q.family is Family.OUTPUT_TOKENS]
     assert "vllm_generation_tokens_total" in out.promql
     assert "vllm:generation_tokens_total" in out.promql
+
+
+def test_pods_missing_from_the_census_have_no_data(cluster: ClusterState) -> None:
+    """A vanished target still has rate() answers for a window length; the census decides."""
+    prom = FakeProm(
+        {  # the census first: its PromQL also names the token counters
+            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
+            "prompt_tokens_total|": [pod_sample(1000), pod_sample(300, "llama70b-spot-def-1")],
+            "generation_tokens_total|": [pod_sample(500), pod_sample(100, "llama70b-spot-def-1")],
+        }
+    )
+    report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    assert not report.figures[("inference", "llama70b", "llama70b")].stale
+    assert report.figures[("inference", "llama70b", "llama70b-spot")].stale

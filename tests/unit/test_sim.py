@@ -373,11 +373,13 @@ VLLM_FAMILIES = {
     "vllm:num_requests_waiting": "gauge",
     "vllm:request_prefill_time_seconds": "histogram",
     "vllm:request_decode_time_seconds": "histogram",
+    "vllm:request_success": "counter",
 }
 SGLANG_FAMILIES = {
     "sglang:prompt_tokens": "counter",
     "sglang:generation_tokens": "counter",
     "sglang:cached_tokens": "counter",
+    "sglang:num_requests": "counter",
     "sglang:num_running_reqs": "gauge",
     "sglang:num_queue_reqs": "gauge",
 }
@@ -394,6 +396,8 @@ def test_engines_expose_their_real_names_and_labels_without_pod_labels(
     assert {n: t for n, t in vllm.types.items() if not n.endswith("_created")} == VLLM_FAMILIES
     for sample in vllm.samples:
         extra = {"le"} if sample.name.endswith("_bucket") else set()
+        if sample.name.startswith("vllm:request_success"):
+            extra = {"finished_reason"}
         assert set(sample.labels) == {"model_name", "engine"} | extra
         assert sample.labels["engine"] == "0"
         assert sample.labels["model_name"] == "meta-llama/Llama-3.1-8B"
@@ -425,6 +429,7 @@ def test_scraped_counters_equal_ground_truth_at_the_scrape_instant(
     assert got.values("vllm:generation_tokens_total") == [truth.generation_tokens]
     assert got.values("vllm:prefix_cache_hits_total") == [truth.cached_prompt_tokens]
     assert got.values("vllm:request_decode_time_seconds_count") == [truth.finished_requests]
+    assert got.values("vllm:request_success_total") == [truth.finished_requests]
     # Only the part after the wall clock started, through the clock mapping.
     window = server.truth("chat", start_wall, clock.now)
     assert window.start_s == 60.0

@@ -869,17 +869,43 @@ def catalog(
 
 @app.command()
 def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+    speedup: Annotated[
+        float, typer.Option(help="Replay the traces this many times faster than real time.")
+    ] = 1.0,
+    window: Annotated[str, typer.Option(help="The policies' rate window (at least 1m).")] = "1m",
+    traces: Annotated[
+        Path | None, typer.Option(help="Folder of the shared traces (default: ../shared/data).")
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The embedded default, live: a real Prometheus scraping a simulated fleet driven by real
+    traces, an in-memory Kubernetes API with the example policies, and the operator pricing it.
+
+      llmcost demo                      # until Ctrl-C
+
+      llmcost demo --duration 60 --output json
+    """
+    from costoperator.cli.livedemo import run_live_demo
+
+    run_live_demo(traces, duration, speedup, window, output.value)
+
+
+@app.command()
+def tour(
     trace: Annotated[
         Path | None,
         typer.Option(
             help="Request trace to price (Azure CSV or Mooncake JSONL); default: the "
-            "shared Azure conversation trace."
+            "three shared traces."
         ),
     ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """A tour of the cost engine on real data: the seed's numbers, a real trace's demand
-    priced on the cheapest GPUs, and the hybrid spot plan for it at real AWS prices."""
+    """A tour of the cost engine on real data, no cluster needed: the seed's numbers, real
+    traces' demand priced on the cheapest GPUs, and the hybrid spot plan at real AWS prices."""
     from costoperator.cli.demo import run_demo
 
     run_demo(trace, output.value)

@@ -16,7 +16,7 @@ Collectors read a snapshot through a callable and do no I/O; `describe()` comput
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -60,6 +60,8 @@ HELP: dict[str, str] = {
     "vllm:generation_tokens": "Number of generation tokens processed.",
     "vllm:request_prefill_time_seconds": "Histogram of time spent in PREFILL phase for request.",
     "vllm:request_decode_time_seconds": "Histogram of time spent in DECODE phase for request.",
+    "vllm:request_success": "Count of successfully processed requests.",
+    "sglang:num_requests": "The number of processed requests.",
     "sglang:prompt_tokens": "Number of prefill tokens processed.",
     "sglang:generation_tokens": "Number of generation tokens processed.",
     "sglang:cached_tokens": "Number of cached prompt tokens.",
@@ -86,9 +88,10 @@ class _Families:
         family.add_metric(self.values, value)
         self.out.append(family)
 
-    def counter(self, name: str, value: float) -> None:
-        family = CounterMetricFamily(name, HELP[name], labels=self.labels)
-        family.add_metric(self.values, value, self.created)
+    def counter(self, name: str, value: float, extra: Mapping[str, str] | None = None) -> None:
+        extra = extra or {}
+        family = CounterMetricFamily(name, HELP[name], labels=[*self.labels, *extra])
+        family.add_metric([*self.values, *extra.values()], value, self.created)
         self.out.append(family)
 
     def histogram(self, name: str, snap: HistogramSnapshot) -> None:
@@ -109,6 +112,9 @@ def vllm_families(stats: PodStats, created_unix_s: float | None = None) -> list[
     f.counter("vllm:generation_tokens", stats.generation_tokens)
     f.histogram("vllm:request_prefill_time_seconds", stats.prefill_time)
     f.histogram("vllm:request_decode_time_seconds", stats.decode_time)
+    # Every finished request records one decode-time observation; the simulator's requests all
+    # end by reaching their output length, vLLM's finished_reason "length".
+    f.counter("vllm:request_success", stats.decode_time.count, {"finished_reason": "length"})
     return f.out
 
 
@@ -118,6 +124,7 @@ def sglang_families(stats: PodStats, created_unix_s: float | None = None) -> lis
     f.counter("sglang:prompt_tokens", stats.prompt_tokens)
     f.counter("sglang:generation_tokens", stats.generation_tokens)
     f.counter("sglang:cached_tokens", stats.prefix_cache_hits)
+    f.counter("sglang:num_requests", stats.decode_time.count)
     f.gauge("sglang:num_running_reqs", stats.running)
     f.gauge("sglang:num_queue_reqs", stats.waiting)
     return f.out
