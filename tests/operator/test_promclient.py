@@ -1,0 +1,130 @@
+"""The Prometheus client against a loopback HTTP server: auth, tenancy, errors, retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from costoperator.promclient import (
+    PromAuth,
+    PromClient,
+    PromInvalidResultError,
+    PromQueryError,
+    PromUnavailableError,
+)
+
+CANARY = "canary-token-7f3a9c"
+
+
+class Recorder(BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, str]]] = []
+    replies: ClassVar[list[tuple[int, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(length)
+        type(self).seen.append(dict(self.headers))
+        status, body = type(self).replies.pop(0) if type(self).replies else (200, VECTOR)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+VECTOR = {
+    "status": "success",
+    "data": {
+        "resultType": "vector",
+        "result": [{"metric": {"namespace": "a", "pod": "p"}, "value": [0, "2.5"]}],
+    },
+}
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Recorder.seen, Recorder.replies = [], []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_bearer_token_is_read_from_the_file_and_rotation_is_picked_up(
+    server: str, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(CANARY + "\n")
+    client = PromClient(server, PromAuth(bearer_token_file=token))
+    result = client.query("up")
+    assert result.samples[0].value == 2.5
+    assert Recorder.seen[-1]["Authorization"] == f"Bearer {CANARY}"
+    token.write_text("rotated-token")
+    os.utime(token, (time.time() + 5, time.time() + 5))  # a new mtime, as a re-mounted secret
+    client.query("up")
+    assert Recorder.seen[-1]["Authorization"] == "Bearer rotated-token"
+
+
+def test_basic_auth_and_tenant_header(server: str, tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret")
+    client = PromClient(
+        server,
+        PromAuth(
+            basic_username="reader",
+            basic_password_file=password,
+            tenant_header="X-Scope-OrgID",
+            tenant="team-a",
+        ),
+    )
+    client.query("up")
+    headers = Recorder.seen[-1]
+    assert headers["Authorization"].startswith("Basic ")
+    assert headers["X-Scope-OrgID"] == "team-a"
+
+
+def test_errors_are_typed_and_never_carry_the_token(server: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(CANARY)
+    client = PromClient(server, PromAuth(bearer_token_file=token), retries=1, backoff_s=0.01)
+    Recorder.replies = [(400, {"status": "error", "errorType": "bad_data", "error": "parse error"})]
+    with pytest.raises(PromQueryError, match="bad_data") as refused:
+        client.query("sum(")
+    Recorder.replies = [(503, {"status": "error"})] * 5
+    with pytest.raises(PromUnavailableError) as unavailable:
+        client.query("up")
+    assert len(Recorder.seen) >= 3  # the 503 was retried (bounded)
+    Recorder.replies = [
+        (200, {"status": "success", "data": {"resultType": "matrix", "result": []}})
+    ]
+    with pytest.raises(PromInvalidResultError):
+        client.query("up[5m]")
+    dead = PromClient(
+        "http://127.0.0.1:1", PromAuth(bearer_token_file=token), retries=0, connect_timeout_s=0.5
+    )
+    with pytest.raises(PromUnavailableError) as unreachable:
+        dead.query("up")
+    for exc in (refused.value, unavailable.value, unreachable.value):
+        assert CANARY not in str(exc)
+        assert CANARY not in repr(exc.__cause__ or "")
+
+
+def test_warnings_mark_a_result_partial(server: str) -> None:
+    Recorder.replies = [(200, {**VECTOR, "warnings": ["store unavailable"]})]
+    result = PromClient(server).query("up")
+    assert result.partial
+    assert result.samples
