@@ -1,0 +1,926 @@
+"""The operator's tick at 10, 100 and 1,000 InferenceCostPolicies, against a real Prometheus.
+
+    .venv/bin/python bench/tick_scale.py [--scales 10,100,1000] [--pods-per-policy 10]
+        [--ticks 10] [--naive-ticks 5] [--naive-sample 100] > bench/out/tick_scale.json
+
+Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
+(seven counters and the running-batch gauge, labelled `namespace`/`pod` as Kubernetes
+discovery adds them) and one DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` series per GPU (labelled
+`exported_namespace`/`exported_pod`, scraped from a dcgm-exporter pod), 20 minutes at 15 s
+steps, backfilled with promtool before the server starts. The history ends 3-5 hours ago, clear
+of the head block (tests/README.md, Prometheus quirks 5-7); `run_tick` queries without a time,
+so the bench's client evaluates every query at the history's last sample.
+
+Each policy selects two Deployments of one model/GPU shape: 6 on-demand pods and 4 more
+(spot where the price sheet prices spot for the GPU). The tick runs in a child process that
+imports the operator's modules (kopf handlers included), builds the `ClusterState` and
+`PolicyView`s, runs one warm-up tick and `--ticks` timed ones, then reads its RSS. The same
+child then times the per-policy design (one set of queries per policy, filtered to its pods;
+not the product's design, implemented only here), on a sample of policies when there are more
+than `--naive-sample`, extrapolated linearly. Progress goes to stderr, JSON to stdout.
+
+At 1,000 policies the OpenMetrics text is 2 GB and the bench process peaks at several GB while
+promtool reads it; the whole run takes about 3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import hashlib
+import json
+import math
+import pstats
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from costengine.pricing import CapacityType, PriceSheet, seed_price_sheet
+from costoperator.cluster import PodInfo
+from costoperator.exporter import SnapshotKey
+from costoperator.figures import PolicyView, WorkloadFigures, carry_forward
+from costoperator.figures import workload_figures as compute_workload_figures
+from costoperator.promclient import PromClient, QueryResult
+from costoperator.promserver import PrometheusServer, backfill_openmetrics, openmetrics_series
+from costoperator.queries import (
+    DECODE_SECONDS,
+    ENGINE_PROFILES,
+    GPU_BUSY_FALLBACK,
+    GPU_BUSY_PREFERRED,
+    PREFILL_SECONDS,
+    RUNNING_GAUGES,
+    Family,
+    NamedQuery,
+    family_names,
+)
+from costoperator.state import ClusterState
+from costoperator.tick import baselines, rates_by_window, run_queries, run_tick
+
+STEP_S = 15
+HISTORY_S = 20 * 60
+WINDOW = "5m"
+WINDOW_S = 300.0
+BASELINE_WINDOW = "24h"
+GPUS_PER_NODE = 8
+ON_DEMAND_PODS_SHARE = 0.6
+GOAL_QUERIES = 10
+GOAL_TICK_S = 1.0
+GOAL_POLICIES = 1000
+GOAL_RSS_MB = 250.0
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One model on one GPU type, as a policy's workloads run it."""
+
+    model: str
+    served_model_name: str
+    gpu: str
+    product: str
+    """The node label `nvidia.com/gpu.product`, as GPU feature discovery sets it."""
+    tp: int
+    requests_per_second: float
+    """Mean per pod; each pod draws its own rate around it."""
+
+
+SHAPES = (
+    Shape(
+        "llama-3.1-8b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "A100-80GB",
+        "NVIDIA-A100-SXM4-80GB",
+        1,
+        2.0,
+    ),
+    Shape(
+        "llama-3.1-70b",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100-SXM",
+        "NVIDIA-H100-80GB-HBM3",
+        4,
+        1.5,
+    ),
+    Shape("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "L4", "NVIDIA-L4", 1, 0.5),
+    Shape("llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "A10G", "NVIDIA-A10G", 1, 0.4),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    workload: str
+    replicaset: str
+    node: str
+    node_ip: str
+    gpu_indices: tuple[int, ...]
+    ip: str
+    shape: Shape
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    product: str
+    capacity: CapacityType
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    policies: list[PolicyView]
+    workloads: list[tuple[str, str, str]]
+    """(namespace, name, app label)."""
+    pods: list[Pod]
+    nodes: list[Node]
+
+
+def _hash(text: str, length: int) -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the Deployment controller's pod-name alphabet
+    digest = hashlib.sha256(text.encode()).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+def _ip(index: int, base: int) -> str:
+    return f"10.{base}.{index // 256 % 256}.{index % 256}"
+
+
+def build_fleet(policies: int, pods_per_policy: int, prices: PriceSheet) -> Fleet:
+    """A deterministic fleet: 10 policies per namespace, two Deployments per policy."""
+    views: list[PolicyView] = []
+    workloads: list[tuple[str, str, str]] = []
+    pods: list[Pod] = []
+    nodes: list[Node] = []
+    on_demand = max(1, round(pods_per_policy * ON_DEMAND_PODS_SHARE))
+    for i in range(policies):
+        shape = SHAPES[i % len(SHAPES)]
+        namespace = f"inference-{i // 10:03d}"
+        app = f"llm-{i:04d}"
+        views.append(
+            PolicyView(
+                namespace=namespace,
+                name=app,
+                window=WINDOW,
+                window_s=WINDOW_S,
+                selector={"matchLabels": {"app": app}},
+                baseline_window=BASELINE_WINDOW,
+                model=shape.model,
+            )
+        )
+        spot_priced = any(
+            e.gpu == shape.gpu and e.capacity_type is CapacityType.SPOT for e in prices.entries
+        )
+        burst_capacity = CapacityType.SPOT if spot_priced else CapacityType.ON_DEMAND
+        for workload, count, capacity in (
+            (app, on_demand, CapacityType.ON_DEMAND),
+            (f"{app}-burst", pods_per_policy - on_demand, burst_capacity),
+        ):
+            if count <= 0:
+                continue
+            workloads.append((namespace, workload, app))
+            replicaset = f"{workload}-{_hash(f'{namespace}/{workload}', 10)}"
+            per_node = GPUS_PER_NODE // shape.tp
+            for r in range(count):
+                if r % per_node == 0:
+                    nodes.append(Node(f"{workload}-node-{r // per_node}", shape.product, capacity))
+                slot = r % per_node
+                pods.append(
+                    Pod(
+                        namespace=namespace,
+                        name=f"{replicaset}-{_hash(f'{namespace}/{workload}/{r}', 5)}",
+                        workload=workload,
+                        replicaset=replicaset,
+                        node=nodes[-1].name,
+                        node_ip=_ip(len(nodes) - 1, 1),
+                        gpu_indices=tuple(range(slot * shape.tp, (slot + 1) * shape.tp)),
+                        ip=_ip(len(pods), 2),
+                        shape=shape,
+                    )
+                )
+    return Fleet(views, workloads, pods, nodes)
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def _counter(
+    rng: random.Random, start: float, rate: float, steps: int, jitter: float = 0.15
+) -> list[float]:
+    """A counter growing at `rate`/s on average, each 15 s step drawn within ±jitter."""
+    values, value = [], start
+    for _ in range(steps):
+        values.append(value)
+        value += rate * STEP_S * rng.uniform(1 - jitter, 1 + jitter)
+    return values
+
+
+def pod_history(pod: Pod, times: list[float]) -> Iterator[str]:
+    """OpenMetrics text of one pod's vLLM series and its GPUs' DCGM series."""
+    rng = random.Random(f"{pod.namespace}/{pod.name}")
+    steps = len(times)
+    shape = pod.shape
+    per_second = shape.requests_per_second * rng.uniform(0.6, 1.4)
+    prompt_len = rng.uniform(400, 1600)
+    output_len = rng.uniform(100, 400)
+    hit_ratio = rng.uniform(0.2, 0.7)
+    prefill_s = prompt_len / rng.uniform(4000, 12000) * shape.tp**-0.5
+    decode_s = output_len * rng.uniform(0.02, 0.05)
+    uptime = rng.uniform(3600, 7 * 86400)
+
+    req = _counter(rng, per_second * uptime, per_second, steps)
+    prompt = [round(v * prompt_len) for v in req]
+    hits = [round(v * hit_ratio) for v in prompt]
+    series: list[tuple[str, str, list[float]]] = [
+        ("vllm:request_success_total", "counter", [float(math.floor(v)) for v in req]),
+        ("vllm:prompt_tokens_total", "counter", [float(v) for v in prompt]),
+        ("vllm:prefix_cache_queries_total", "counter", [float(v) for v in prompt]),
+        ("vllm:prefix_cache_hits_total", "counter", [float(v) for v in hits]),
+        (
+            "vllm:generation_tokens_total",
+            "counter",
+            [
+                float(round(v * output_len))
+                for v in _counter(rng, per_second * uptime, per_second, steps)
+            ],
+        ),
+        ("vllm:request_prefill_time_seconds_sum", "unknown", [v * prefill_s for v in req]),
+        ("vllm:request_decode_time_seconds_sum", "unknown", [v * decode_s for v in req]),
+    ]
+    running = per_second * (prefill_s + decode_s)  # Little's law
+    series.append(
+        (
+            "vllm:num_requests_running",
+            "gauge",
+            [float(max(0, round(running * rng.uniform(0.7, 1.3)))) for _ in range(steps)],
+        )
+    )
+    labels = {
+        "namespace": pod.namespace,
+        "pod": pod.name,
+        "instance": f"{pod.ip}:8000",
+        "job": "vllm",
+        "model_name": shape.served_model_name,
+    }
+    for name, kind, values in series:
+        extra = {"finished_reason": "stop"} if name == "vllm:request_success_total" else {}
+        yield openmetrics_series(
+            name,
+            zip(times, values, strict=True),
+            labels={**labels, **extra},
+            metric_type=kind,  # type: ignore[arg-type]
+        )
+    busy = min(0.98, 0.35 + 0.6 * per_second / (shape.requests_per_second * 1.4))
+    exporter = f"nvidia-dcgm-exporter-{_hash(pod.node, 5)}"
+    for gpu in pod.gpu_indices:
+        yield openmetrics_series(
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+            [(t, min(1.0, max(0.0, rng.gauss(busy, 0.03)))) for t in times],
+            labels={
+                "gpu": str(gpu),
+                "UUID": f"GPU-{hashlib.md5(f'{pod.node}/{gpu}'.encode()).hexdigest()}",
+                "device": f"nvidia{gpu}",
+                "modelName": shape.product.replace("-", " "),
+                "Hostname": pod.node,
+                "DCGM_FI_DRIVER_VERSION": "550.54.15",
+                "exported_container": "vllm",
+                "exported_namespace": pod.namespace,
+                "exported_pod": pod.name,
+                "namespace": "gpu-operator",
+                "pod": exporter,
+                "container": "nvidia-dcgm-exporter",
+                "instance": f"{pod.node_ip}:9400",
+                "job": "nvidia-dcgm-exporter",
+            },
+        )
+
+
+def history_end(now: float) -> int:
+    """The last sample's time: 3-5 h ago, one hour into a 2 h block (no block boundary in the
+    20 minutes, no overlap with the head)."""
+    return int((now - 4 * 3600) // 7200 * 7200 + 3600)
+
+
+def backfill(fleet: Fleet, end: int, data_dir: Path) -> dict[str, Any]:
+    times = [float(end - HISTORY_S + STEP_S * k) for k in range(HISTORY_S // STEP_S + 1)]
+    started = time.perf_counter()
+    text = "".join(chunk for pod in fleet.pods for chunk in pod_history(pod, times))
+    generated = time.perf_counter()
+    blocks = backfill_openmetrics(text, data_dir, timeout=1800)
+    done = time.perf_counter()
+    series = text.count("\n# TYPE ") + text.startswith("# TYPE ")
+    return {
+        "series": series,
+        "samples": series * len(times),
+        "samples_per_series": len(times),
+        "openmetrics_mb": round(len(text) / 1e6, 1),
+        "generate_s": round(generated - started, 2),
+        "backfill_s": round(done - generated, 2),
+        "blocks": len(blocks),
+    }
+
+
+# --- cluster picture ---------------------------------------------------------------------
+
+
+def cluster_state(fleet: Fleet) -> ClusterState:
+    state = ClusterState()
+    replicas: dict[tuple[str, str], int] = {}
+    for pod in fleet.pods:
+        replicas[(pod.namespace, pod.workload)] = replicas.get((pod.namespace, pod.workload), 0) + 1
+    for namespace, name, app in fleet.workloads:
+        state.upsert_workload(
+            "Deployment",
+            {
+                "metadata": {"namespace": namespace, "name": name, "labels": {"app": app}},
+                "spec": {"replicas": replicas[(namespace, name)]},
+            },
+        )
+    seen: set[tuple[str, str]] = set()
+    for pod in fleet.pods:
+        if (pod.namespace, pod.replicaset) not in seen:
+            seen.add((pod.namespace, pod.replicaset))
+            state.upsert_replicaset(
+                {
+                    "metadata": {
+                        "namespace": pod.namespace,
+                        "name": pod.replicaset,
+                        "ownerReferences": [
+                            {"kind": "Deployment", "name": pod.workload, "controller": True}
+                        ],
+                    }
+                }
+            )
+        state.upsert_pod(
+            {
+                "metadata": {
+                    "namespace": pod.namespace,
+                    "name": pod.name,
+                    "labels": {"app": pod.workload.removesuffix("-burst")},
+                    "ownerReferences": [
+                        {"kind": "ReplicaSet", "name": pod.replicaset, "controller": True}
+                    ],
+                },
+                "spec": {
+                    "nodeName": pod.node,
+                    "containers": [
+                        {
+                            "name": "vllm",
+                            "resources": {
+                                "limits": {"nvidia.com/gpu": str(pod.shape.tp)},
+                                "requests": {"nvidia.com/gpu": str(pod.shape.tp)},
+                            },
+                        }
+                    ],
+                },
+                "status": {"phase": "Running", "podIP": pod.ip},
+            }
+        )
+    for node in fleet.nodes:
+        state.upsert_node(
+            {
+                "metadata": {
+                    "name": node.name,
+                    "labels": {
+                        "nvidia.com/gpu.product": node.product,
+                        "nvidia.com/gpu.count": str(GPUS_PER_NODE),
+                        "karpenter.sh/capacity-type": node.capacity.value.replace("_", "-"),
+                    },
+                },
+                "status": {"capacity": {"nvidia.com/gpu": str(GPUS_PER_NODE)}},
+            }
+        )
+    return state
+
+
+# --- the client: every query at the history's end ----------------------------------------
+
+
+@dataclass
+class FixedTimeClient(PromClient):
+    """Evaluates every query at `at` (run_tick passes no time) and accounts for it: time in
+    `query` (all of it), time in the HTTP request (Prometheus' evaluation, JSON encoding and
+    transfer), response bytes and samples kept."""
+
+    at: float = 0.0
+    query_seconds: float = 0.0
+    http_seconds: float = 0.0
+    response_bytes: int = 0
+    samples: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        post = self._session.post
+
+        def timed_post(*args: Any, **kwargs: Any) -> requests.Response:
+            started = time.perf_counter()
+            try:
+                response = post(*args, **kwargs)  # reads the whole body (no streaming)
+            finally:
+                self.http_seconds += time.perf_counter() - started
+            self.response_bytes += len(response.content)
+            return response
+
+        self._session.post = timed_post  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.query_seconds = self.http_seconds = 0.0
+        self.response_bytes = self.samples = 0
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        started = time.perf_counter()
+        try:
+            result = super().query(promql, self.at if at is None else at)
+        finally:
+            self.query_seconds += time.perf_counter() - started
+        self.samples += len(result.samples)
+        return result
+
+
+class GcTimer:
+    """Wall time spent in the cyclic garbage collector (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def reset(self) -> None:
+        self.seconds, self.collections = 0.0, 0
+
+
+# --- the per-policy design (for comparison only) -----------------------------------------
+
+
+def _regex(names: Iterable[str]) -> str:
+    return "|".join(sorted(set(names)))
+
+
+def _spellings(names: Iterable[str]) -> set[str]:
+    return {s for n in names for s in (n, n.replace(":", "_"))}
+
+
+def per_policy_queries(policy: PolicyView, pods: list[PodInfo]) -> list[NamedQuery]:
+    """The product's queries, once per policy, each filtered to the policy's pods."""
+    w = policy.window
+    pod_re = _regex(p.name for p in pods)
+    on_pods = f'namespace="{policy.namespace}", pod=~"{pod_re}"'
+    on_gpus = f'exported_namespace="{policy.namespace}", exported_pod=~"{pod_re}"'
+    names = family_names(ENGINE_PROFILES.values())
+    queries = [
+        NamedQuery(
+            family,
+            w,
+            f'sum by (namespace, pod) (rate({{__name__=~"{_regex(members)}", {on_pods}}}[{w}]))',
+        )
+        for family, members in names.items()
+        if members
+    ]
+
+    def dcgm(metric: str, scale: str = "") -> str:
+        inner = f"avg_over_time({metric}{{{on_gpus}}}[{w}]){scale}"
+        relabeled = (
+            f'label_replace(label_replace({inner}, "pod", "$1", "exported_pod", "(.+)"), '
+            f'"namespace", "$1", "exported_namespace", "(.+)")'
+        )
+        return f"avg by (namespace, pod) ({relabeled})"
+
+    queries.append(
+        NamedQuery(
+            Family.GPU_BUSY, w, f"{dcgm(GPU_BUSY_PREFERRED)} or {dcgm(GPU_BUSY_FALLBACK, ' / 100')}"
+        )
+    )
+    phases = " or ".join(
+        f"label_replace(sum by (namespace, pod) (rate({metric}{{{on_pods}}}[{w}])), "
+        f'"phase", "{phase}", "", "")'
+        for metric, phase in ((PREFILL_SECONDS, "prefill"), (DECODE_SECONDS, "decode"))
+    )
+    queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
+    running = _regex(_spellings(RUNNING_GAUGES))
+    queries.append(
+        NamedQuery(
+            Family.RUNNING,
+            w,
+            f'sum by (namespace, pod) (avg_over_time({{__name__=~"{running}", {on_pods}}}[{w}]))',
+        )
+    )
+    census = _regex(set().union(*names.values()))
+    queries.append(
+        NamedQuery(
+            Family.ENGINES,
+            None,
+            f'count by (namespace, pod, __name__) ({{__name__=~"{census}", {on_pods}}})',
+        )
+    )
+    if policy.baseline_window:
+        bw = policy.baseline_window
+        keys = "namespace, policy, workload"
+        mine = f'namespace="{policy.namespace}", policy="{policy.name}"'
+        queries.append(
+            NamedQuery(
+                Family.BASELINE,
+                bw,
+                f"sum by ({keys}) (avg_over_time(llmcost_hourly_cost_usd{{{mine}}}[{bw}])) "
+                f"/ on ({keys}) "
+                f"sum by ({keys}) (avg_over_time(llmcost_tokens_per_second{{{mine}}}[{bw}])) "
+                f"* 1e6 / 3600",
+            )
+        )
+    return queries
+
+
+def per_policy_tick(
+    client: PromClient,
+    policies: list[PolicyView],
+    cluster: ClusterState,
+    prices: PriceSheet,
+    previous: Mapping[SnapshotKey, WorkloadFigures],
+    now: float,
+) -> tuple[dict[SnapshotKey, WorkloadFigures], int]:
+    """One tick of the per-policy design: the same figures, 10 queries per policy."""
+    pods = cluster.pods_by_workload()
+    nodes = cluster.nodes()
+    figures: dict[SnapshotKey, WorkloadFigures] = {}
+    count = 0
+    for policy in policies:
+        workloads = cluster.workloads_of(policy)
+        members = [p for w in workloads for p in pods.get((w.namespace, w.kind, w.name), [])]
+        queries = per_policy_queries(policy, members)
+        count += len(queries)
+        results, _, errors = run_queries(client, queries)
+        if errors:
+            raise RuntimeError(f"per-policy tick errors: {errors[:3]}")
+        rates = rates_by_window(results).get(policy.window, {})
+        base = baselines(results)
+        for w in workloads:
+            key = (policy.namespace, policy.name, w.name)
+            baseline = base.get(
+                (policy.baseline_window or "", policy.namespace, policy.name, w.name)
+            )
+            current = compute_workload_figures(
+                policy,
+                w.name,
+                pods.get((w.namespace, w.kind, w.name), []),
+                nodes,
+                rates,
+                prices,
+                baseline,
+                now,
+            )
+            figures[key] = carry_forward(previous.get(key), current)
+    return figures, count
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def p95(values: list[float]) -> float:
+    """Nearest rank: with fewer than 20 values, the largest."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def rss_kib() -> tuple[int, int, int]:
+    """(ru_maxrss, VmHWM, VmRSS) of this process in KiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    status = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        status[key] = value
+    return peak, int(status["VmHWM"].split()[0]), int(status["VmRSS"].split()[0])
+
+
+def mb(kib: int) -> float:
+    return round(kib * 1024 / 1e6, 1)
+
+
+def top_costs(profile: cProfile.Profile, limit: int = 12) -> list[dict[str, Any]]:
+    stats = pstats.Stats(profile)
+    rows = []
+    for (filename, line, func), (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = "/".join(Path(filename).parts[-2:]) if filename != "~" else "builtin"
+        rows.append(
+            {
+                "function": f"{where}:{line}({func})",
+                "calls": calls,
+                "own_s": round(tottime, 4),
+                "cumulative_s": round(cumtime, 4),
+            }
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    return rows[:limit]
+
+
+def _summary(figures: Mapping[SnapshotKey, WorkloadFigures]) -> dict[str, int]:
+    return {
+        "workloads": len(figures),
+        "with_usd_per_million": sum(f.usd_per_million_tokens is not None for f in figures.values()),
+        "with_input_output_split": sum(
+            f.input_usd_per_million_tokens is not None for f in figures.values()
+        ),
+        "with_gpu_utilization": sum(f.gpu_utilization_ratio is not None for f in figures.values()),
+        "with_capacity_utilization": sum(
+            f.capacity_utilization_ratio is not None for f in figures.values()
+        ),
+        "stale": sum(f.stale for f in figures.values()),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """In a fresh process: the product's tick, then the per-policy design, at one scale."""
+    import costoperator.handlers  # noqa: F401  (the operator's imports: kopf, clients, ...)
+
+    *_, rss_imports = rss_kib()
+    prices = seed_price_sheet()
+    fleet = build_fleet(args.policies, args.pods_per_policy, prices)
+    cluster = cluster_state(fleet)
+    policies = fleet.policies
+    client = FixedTimeClient(args.url, at=float(args.at), read_timeout_s=60.0)
+    *_, rss_state = rss_kib()
+    now = float(args.at)
+
+    previous: dict[SnapshotKey, WorkloadFigures] = {}
+    gc_timer = GcTimer()
+    ticks: list[dict[str, float]] = []
+    queries = set()
+    report = None
+    for i in range(args.ticks + 1):
+        client.reset()
+        gc_timer.reset()
+        report = run_tick(client, policies, cluster, prices, previous, now)
+        if report.errors:
+            raise RuntimeError(f"tick errors: {report.errors[:3]}")
+        previous = dict(report.figures)
+        queries.add(report.queries)
+        if i:  # the first tick is the warm-up
+            ticks.append(
+                {
+                    "tick": report.seconds,
+                    "http": client.http_seconds,
+                    "decode": client.query_seconds - client.http_seconds,
+                    "figures": report.seconds - client.query_seconds,
+                    "gc": gc_timer.seconds,
+                    "gc_collections": gc_timer.collections,
+                    "samples": client.samples,
+                    "response_mb": client.response_bytes / 1e6,
+                }
+            )
+        log(f"  {args.policies} policies: tick {i} {report.seconds:.3f} s")
+    assert report is not None
+    rss_peak, rss_hwm, rss_now = rss_kib()
+    seconds = [t["tick"] for t in ticks]
+    median = statistics.median(seconds)
+
+    def med(field: str, digits: int = 4) -> float:
+        return round(statistics.median(t[field] for t in ticks), digits)
+
+    product: dict[str, Any] = {
+        "queries_per_tick": max(queries),
+        "tick_s_median": round(median, 4),
+        "tick_s_p95": round(p95(seconds), 4),
+        "tick_s_all": [round(s, 4) for s in seconds],
+        "breakdown_s_median": {
+            "prometheus_http": med("http"),
+            "json_decode_and_validation": med("decode"),
+            "join_and_figures": med("figures"),
+            "of_which_gc": med("gc"),
+        },
+        "gc_collections_per_tick": med("gc_collections", 0),
+        "samples_per_tick": med("samples", 0),
+        "response_mb_per_tick": med("response_mb", 2),
+        "rss_after_imports_mb": mb(rss_imports),
+        "rss_after_cluster_state_mb": mb(rss_state),
+        "rss_after_ticks_mb": mb(rss_now),
+        "rss_peak_mb": mb(rss_peak),
+        "ru_maxrss_kib": rss_peak,
+        "vmhwm_kib": rss_hwm,
+        "vmrss_kib": rss_now,
+        "figures": _summary(report.figures),
+    }
+    if args.profile or median > GOAL_TICK_S:
+        profile = cProfile.Profile()
+        profile.enable()
+        run_tick(client, policies, cluster, prices, previous, now)
+        profile.disable()
+        product["profile_one_tick_top_own_time"] = top_costs(profile)
+
+    # The per-policy design, on every policy or on an evenly spaced sample.
+    sample = policies
+    if len(policies) > args.naive_sample:
+        stride = len(policies) / args.naive_sample
+        sample = [policies[int(k * stride)] for k in range(args.naive_sample)]
+    scale = len(policies) / len(sample)
+    naive_seconds: list[float] = []
+    naive_previous: dict[SnapshotKey, WorkloadFigures] = {}
+    naive_queries = 0
+    for i in range(args.naive_ticks + 1):
+        started = time.perf_counter()
+        naive_previous, naive_queries = per_policy_tick(
+            client, sample, cluster, prices, naive_previous, now
+        )
+        took = time.perf_counter() - started
+        if i:
+            naive_seconds.append(took * scale)
+        log(
+            f"  {args.policies} policies, per-policy design: tick {i} {took:.3f} s "
+            f"for {len(sample)} policies"
+        )
+    mismatched = [
+        key
+        for key, f in naive_previous.items()
+        if not _same(f.usd_per_million_tokens, report.figures[key].usd_per_million_tokens)
+        or not _same(f.gpu_utilization_ratio, report.figures[key].gpu_utilization_ratio)
+    ]
+    naive = {
+        "queries_per_tick": round(naive_queries * scale),
+        "tick_s_median": round(statistics.median(naive_seconds), 3),
+        "tick_s_p95": round(p95(naive_seconds), 3),
+        "timed_policies": len(sample),
+        "extrapolated": scale != 1,
+        "extrapolation": (
+            f"timed {len(sample)} evenly spaced policies per tick, times × {scale:g}"
+            if scale != 1
+            else "none: every policy timed"
+        ),
+        "figures_equal_to_product": not mismatched,
+    }
+    return {"product": product, "per_policy_design": naive}
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+def run_scale(args: argparse.Namespace, policies: int, end: int) -> dict[str, Any]:
+    prices = seed_price_sheet()
+    fleet = build_fleet(policies, args.pods_per_policy, prices)
+    gpus = sum(len(p.gpu_indices) for p in fleet.pods)
+    log(
+        f"{policies} policies: {len(fleet.pods)} pods, {gpus} GPUs, {len(fleet.nodes)} nodes; "
+        "generating and backfilling"
+    )
+    data_dir = Path(tempfile.mkdtemp(prefix="llmcost-tick-scale-"))
+    try:
+        history = backfill(fleet, end, data_dir)
+        log(
+            f"  backfilled {history['samples']:,} samples of {history['series']:,} series: "
+            f"generate {history['generate_s']} s, promtool {history['backfill_s']} s"
+        )
+        started = time.perf_counter()
+        with PrometheusServer(data_dir=data_dir, startup_timeout=120.0) as prom:
+            ready = time.perf_counter() - started
+            pods_seen = prom.query_value(
+                'count(count by (namespace, pod) ({__name__="vllm:prompt_tokens_total"}))', end
+            )
+            if pods_seen != len(fleet.pods):
+                raise RuntimeError(f"Prometheus holds {pods_seen} pods, expected {len(fleet.pods)}")
+            log(f"  Prometheus ready in {ready:.1f} s; measuring in a child process")
+            options = {
+                "--url": prom.url,
+                "--at": end,
+                "--policies": policies,
+                "--pods-per-policy": args.pods_per_policy,
+                "--ticks": args.ticks,
+                "--naive-ticks": args.naive_ticks,
+                "--naive-sample": args.naive_sample,
+            }
+            profile = args.profile or policies == max(args.scales)
+            # Through a shell that forks: ru_maxrss survives execve, so a child exec'd straight
+            # from this process would report this process's peak (the OpenMetrics text) as its own.
+            child = subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    '"$@"; exit $?',
+                    "sh",
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    *(str(part) for pair in options.items() for part in pair),
+                    *(["--profile"] if profile else []),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+            prometheus_rss_mb = _rss_of(prom.pid)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    measured = json.loads(child.stdout)
+    return {
+        "policies": policies,
+        "pods": len(fleet.pods),
+        "gpus": gpus,
+        "nodes": len(fleet.nodes),
+        "history": {**history, "prometheus_startup_s": round(ready, 2)},
+        **measured,
+        "prometheus_rss_mb": prometheus_rss_mb,
+    }
+
+
+def _rss_of(pid: int | None) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return mb(int(line.split()[1]))
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", default="10,100,1000", help="policies per scale")
+    parser.add_argument("--pods-per-policy", type=int, default=10)
+    parser.add_argument("--ticks", type=int, default=10, help="timed ticks after one warm-up")
+    parser.add_argument("--naive-ticks", type=int, default=5, help="per-policy design ticks")
+    parser.add_argument(
+        "--naive-sample", type=int, default=100, help="most policies timed per per-policy tick"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile a tick at every scale")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--at", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--policies", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        json.dump(measure(args), sys.stdout)
+        return 0
+    args.scales = [int(s) for s in args.scales.split(",")]
+
+    started = time.perf_counter()
+    end = history_end(time.time())
+    scales = [run_scale(args, policies, end) for policies in args.scales]
+    at_goal = next((s for s in scales if s["policies"] == GOAL_POLICIES), None)
+    goals = {
+        "queries_per_tick_constant": {
+            "goal": f"the same at every scale and <= {GOAL_QUERIES}",
+            "measured": [s["product"]["queries_per_tick"] for s in scales],
+            "pass": len({s["product"]["queries_per_tick"] for s in scales}) == 1
+            and all(s["product"]["queries_per_tick"] <= GOAL_QUERIES for s in scales),
+        },
+        "tick_s": {
+            "goal": f"median and p95 <= {GOAL_TICK_S} s at {GOAL_POLICIES} policies",
+            "measured": (
+                [at_goal["product"]["tick_s_median"], at_goal["product"]["tick_s_p95"]]
+                if at_goal
+                else None
+            ),
+            "pass": at_goal["product"]["tick_s_p95"] <= GOAL_TICK_S if at_goal else None,
+        },
+        "rss_mb": {
+            "goal": f"<= {GOAL_RSS_MB} MB (10^6 bytes) peak RSS of the operator process",
+            "measured": [s["product"]["rss_peak_mb"] for s in scales],
+            "pass": all(s["product"]["rss_peak_mb"] <= GOAL_RSS_MB for s in scales),
+        },
+    }
+    result = {
+        "setup": {
+            "prometheus": "2.42 (Debian), backfilled with promtool, one server per scale",
+            "history": f"{HISTORY_S // 60} min at {STEP_S} s steps, ending at {end} "
+            "(3-5 h before the run); every query evaluated at the last sample",
+            "window": WINDOW,
+            "baseline_window": BASELINE_WINDOW,
+            "pods_per_policy": args.pods_per_policy,
+            "shapes": [f"{s.model} on {s.tp}x {s.gpu}" for s in SHAPES],
+            "timed_ticks": args.ticks,
+            "per_policy_timed_ticks": args.naive_ticks,
+            "p95": "nearest rank (the slowest tick when fewer than 20)",
+            "rss": "child process importing costoperator.handlers (kopf, kubernetes, ...); "
+            "MB = 10^6 bytes; ru_maxrss, and VmHWM and VmRSS from /proc/self/status",
+        },
+        "scales": scales,
+        "goals": goals,
+        "bench_process_peak_rss_mb": mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
