@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from costengine.pricing import PriceSheet
@@ -113,25 +114,36 @@ def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str,
     return out
 
 
+#: Queries in flight at once: Prometheus evaluates one while the client decodes another.
+QUERY_WORKERS = 4
+
+
 def run_queries(
     client: PromClient, queries: Iterable[NamedQuery]
 ) -> tuple[dict[NamedQuery, QueryResult], Counter[str], list[str]]:
+    def one(q: NamedQuery) -> QueryResult | PromError:
+        try:
+            return client.query(q.promql)
+        except PromError as exc:
+            return exc
+
+    queries = list(queries)
+    with ThreadPoolExecutor(max_workers=QUERY_WORKERS) as pool:
+        answers = list(pool.map(one, queries))
     results: dict[NamedQuery, QueryResult] = {}
     outcomes: Counter[str] = Counter()
     errors: list[str] = []
-    for q in queries:
-        try:
-            result = client.query(q.promql)
-        except PromError as exc:
+    for q, answer in zip(queries, answers, strict=True):
+        if isinstance(answer, PromError):
             outcomes["error"] += 1
-            errors.append(f"{q.family.value}: {exc}")
+            errors.append(f"{q.family.value}: {answer}")
             continue
-        results[q] = result
-        outcomes["partial" if result.partial else "success"] += 1
-        if result.rejected:
-            outcomes["invalid"] += len(result.rejected)
+        results[q] = answer
+        outcomes["partial" if answer.partial else "success"] += 1
+        if answer.rejected:
+            outcomes["invalid"] += len(answer.rejected)
             log.warning(
-                "dropped invalid samples of %s: %s", q.family.value, "; ".join(result.rejected[:5])
+                "dropped invalid samples of %s: %s", q.family.value, "; ".join(answer.rejected[:5])
             )
     return results, outcomes, errors
 
