@@ -8,7 +8,6 @@ produced, and the workload is marked stale.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -360,7 +359,3 @@ def carry_forward(previous: WorkloadFigures | None, current: WorkloadFigures) ->
         problems=current.problems,
         updated_at=previous.updated_at,
     )
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

@@ -906,9 +906,9 @@ def tour(
 ) -> None:
     """A tour of the cost engine on real data, no cluster needed: the seed's numbers, real
     traces' demand priced on the cheapest GPUs, and the hybrid spot plan at real AWS prices."""
-    from costoperator.cli.demo import run_demo
+    from costoperator.cli.tour import run_tour
 
-    run_demo(trace, output.value)
+    run_tour(trace, output.value)
 
 
 # --- run ----------------------------------------------------------------------------------

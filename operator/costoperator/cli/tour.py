@@ -1,4 +1,4 @@
-"""`llmcost demo`: the cost engine on real data, end to end, in one screen.
+"""`llmcost tour`: the cost engine on real data, end to end, in one screen.
 
 1. The seed's headline number, reproduced by the seed's own function.
 2. Real request traces (Azure LLM inference 2023 conversation and code, Mooncake conversation)
@@ -144,7 +144,7 @@ def plan_for(trace: TraceDemand, sheet: PriceSheet) -> HybridPlan:
     return min(plans, key=lambda p: p.cost.monthly_hybrid_usd)
 
 
-def run_demo(trace: Path | None, output: str) -> None:
+def run_tour(trace: Path | None, output: str) -> None:
     if trace is not None:
         paths = [trace]
     else:
