@@ -1,0 +1,551 @@
+"""Spot burst planning and scale safety: how many spot replicas to run beside an on-demand
+base, and how fast a replica count may move toward a recommendation.
+
+From the seed's section "Spot Instances & Preemptible GPUs" ("maintain a base fleet on
+reserved/on-demand instances (sized for P50 traffic) and scale out with spot instances for peak
+demand") and RELIABILITY.md "Scaling safety", items 8-9. Both pieces are pure: no clock, no
+I/O; the caller passes the time and keeps the governor's state.
+
+The planner, `plan_spot`
+------------------------
+1. A replica's usable capacity is ``tokens_per_second × target_utilization``.
+2. Sizing demand is ``max(current, peak of the recent samples) × (1 + headroom)``. A spot
+   replica serves only ``cold_start_s`` after it is asked for, so a fleet sized for the demand
+   of this instant is late for a burst; sizing for the recent peak keeps capacity for a burst
+   that recurs. ``recent_peak_horizon`` says how many trailing samples are "recent" (all by
+   default); a caller should make it span at least one cold start.
+3. Needed replicas: ``ceil(sizing demand ÷ usable capacity)``, 0 when the demand is 0.
+4. On demand first, spot for the rest: unclamped spot = ``max(0, needed − on_demand)``.
+5. Limits, in this order: ``[min_replicas, max_replicas]``, then the global cap, then the spot
+   fraction ``spot ≤ f × (on_demand + spot)``, i.e. ``spot ≤ floor(f ÷ (1 − f) × on_demand)``
+   (``f = 1``: no bound; ``f = 0``: no spot). The cap and the fraction are safety bounds: when
+   either is below ``min_replicas`` it wins and a reason says so.
+6. The recommended on-demand base covers ``base_quantile`` (the seed's P50) of the whole
+   history plus the current sample, without headroom, and is at least 1 when there is demand.
+7. Refusals (``refused``, no spot, one reason each), the seed's spot-hostile patterns:
+   - a cold start over 5 minutes (always: it is a property of the model, not of the moment);
+   - spot as the primary fleet: no on-demand replica runs while there is demand or spot would
+     run;
+   - a single-replica deployment on spot: at most one replica in all, and it would be spot;
+   - an SLO-bound workload whose on-demand fleet is below the base of step 6: spot would carry
+     typical traffic, not just bursts. (Without ``slo_bound`` the same gap is a warning.)
+   A refusal overrides ``min_replicas``: the workload should not run on spot at all.
+8. Warnings (the plan stands): multi-turn state and a tight P99, the seed's other hostile
+   patterns, when spot is recommended; limits that leave the fleet short of the needed
+   replicas. One economic rule also recommends no spot without refusing: spot that is not
+   cheaper than on demand once interruptions are priced is never recommended.
+9. Interruptions: each spot replica is preempted ``interruptions_per_replica_hour`` times an
+   hour; the gap until its replacement serves (``cold_start_s``) and the redone in-flight work
+   (``lost_work_s_per_interruption``) are covered on demand, so an hour of one spot replica
+   costs ``interruptions × (cold_start_s + lost_work_s) ÷ 3600 × gpus × on-demand price`` on
+   top of its spot price. This is `costengine.spot.hybrid_spot_cost` for a steady hour.
+
+The governor, `govern` and `hold`
+---------------------------------
+Turns a recommendation into a replica count to set, HPA-style:
+
+- The recommendation is clamped to ``[min_replicas, min(max_replicas, global_cap)]`` (a cap
+  below ``min_replicas`` wins). A current count outside those bounds is moved into them at
+  once, whatever the other rules say: clamping is a safety rule.
+- Scale-up adds at most ``max_step_up`` replicas and happens at most once per
+  ``scale_up_period_s``; a scale-up asked for sooner holds the current count. Moving up into
+  the bounds counts as a scale-up for the period.
+- Scale-down goes only to the highest recommendation of the last ``scale_down_window_s``
+  (Kubernetes HPA's stabilization window: the current one and those after ``now − window``).
+  A fresh state starts the window with the current count, as the HPA does, so an operator
+  restart never scales down before a full window.
+- The state keeps only recommendations inside the window, and of those only the ones that can
+  still be the window's maximum (a newer, higher one makes an older one irrelevant), so it
+  holds at most ``max_replicas + 1`` entries however often it is called.
+- Time must not go backwards: a ``now`` before the last tick is an `InvalidInputError`, since
+  silently accepting it would stretch or shrink the windows. Pass a monotonic clock
+  (``time.monotonic()``); the state belongs to one process.
+- `hold` is the no-data tick (metrics missing): it never follows a recommendation and keeps
+  the current count, except that it too moves an out-of-bounds count into bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from costengine.cost import HOURS_PER_MONTH, SECONDS_PER_HOUR
+from costengine.errors import (
+    InvalidInputError,
+    require_non_negative,
+    require_positive,
+    require_ratio,
+)
+from costengine.tenancy import _quantile
+
+SPOT_MAX_COLD_START_S = 300.0
+"""Seed, spot-hostile patterns: "Models with >5 min cold-start time"."""
+
+_EPS = 1e-9
+"""Slack for float noise in replica arithmetic (0.7 × 3 ÷ 0.3 is 6.999…, not 7)."""
+
+
+# --- The planner ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaEconomics:
+    """What one replica serves and costs.
+
+    The interruption defaults are illustrative, not measured: set them from the provider's
+    interruption data and the model's measured cold start.
+    """
+
+    tokens_per_second: float
+    """Total tokens/s one replica serves at 100% busy."""
+    gpus_per_replica: float
+    on_demand_usd_per_gpu_hour: float
+    spot_usd_per_gpu_hour: float
+    cold_start_s: float = 120.0
+    """Seconds from asking for a spot replica until it serves."""
+    interruptions_per_replica_hour: float = 0.05
+    lost_work_s_per_interruption: float = 30.0
+    """In-flight work redone after a preemption, s."""
+
+    def __post_init__(self) -> None:
+        require_positive("tokens_per_second", self.tokens_per_second)
+        require_positive("gpus_per_replica", self.gpus_per_replica)
+        require_non_negative("on_demand_usd_per_gpu_hour", self.on_demand_usd_per_gpu_hour)
+        require_non_negative("spot_usd_per_gpu_hour", self.spot_usd_per_gpu_hour)
+        require_non_negative("cold_start_s", self.cold_start_s)
+        require_non_negative("interruptions_per_replica_hour", self.interruptions_per_replica_hour)
+        require_non_negative("lost_work_s_per_interruption", self.lost_work_s_per_interruption)
+
+    @property
+    def on_demand_usd_per_replica_hour(self) -> float:
+        return self.gpus_per_replica * self.on_demand_usd_per_gpu_hour
+
+    @property
+    def spot_usd_per_replica_hour(self) -> float:
+        return self.gpus_per_replica * self.spot_usd_per_gpu_hour
+
+    @property
+    def interruption_usd_per_spot_replica_hour(self) -> float:
+        """On-demand cover for the cold-start gap and the redone work, per spot replica-hour."""
+        gap_s = self.cold_start_s + self.lost_work_s_per_interruption
+        return (
+            self.interruptions_per_replica_hour
+            * gap_s
+            / SECONDS_PER_HOUR
+            * self.on_demand_usd_per_replica_hour
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpotLimits:
+    """Bounds on the spot replicas of one workload and how the planner sizes them."""
+
+    min_replicas: int = 0
+    max_replicas: int = 8
+    max_spot_fraction: float = 0.7
+    """spot ÷ (on-demand + spot), in [0, 1]."""
+    target_utilization: float = 0.7
+    """Size so replicas run at most this busy, (0, 1]."""
+    base_quantile: float = 0.5
+    """The on-demand base covers this quantile of demand (the seed: P50), [0, 1]."""
+    headroom: float = 0.1
+    """Extra demand margin for spot sizing, ≥ 0."""
+    global_cap: int | None = None
+    """Operator-wide cap on the spot replicas of one workload."""
+
+    def __post_init__(self) -> None:
+        require_non_negative("min_replicas", self.min_replicas)
+        require_non_negative("max_replicas", self.max_replicas)
+        if self.min_replicas > self.max_replicas:
+            raise InvalidInputError(
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
+            )
+        require_ratio("max_spot_fraction", self.max_spot_fraction, allow_zero=True)
+        require_ratio("target_utilization", self.target_utilization)
+        require_ratio("base_quantile", self.base_quantile, allow_zero=True)
+        require_non_negative("headroom", self.headroom)
+        if self.global_cap is not None:
+            require_non_negative("global_cap", self.global_cap)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadTraits:
+    """The seed's spot-hostile patterns, as the user declares them."""
+
+    slo_bound: bool = False
+    multi_turn_state: bool = False
+    tight_p99: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpotPlan:
+    demand_tokens_per_second: float
+    """The demand the plan is sized for, after headroom."""
+    needed_replicas: int
+    """Replicas (on demand + spot) the sizing demand needs at the target utilization."""
+    on_demand_replicas: int
+    """On-demand replicas running now (the input, echoed)."""
+    recommended_on_demand_base: int
+    """On-demand base sized for `SpotLimits.base_quantile` of the history."""
+    spot_replicas: int
+    """Recommended spot replicas now, within the limits; 0 when refused."""
+    unclamped_spot_replicas: int
+    """Spot replicas before limits and refusals."""
+    expected_usd_per_hour: float
+    """On demand + spot + interruption cover."""
+    interruption_usd_per_hour: float
+    all_on_demand_usd_per_hour: float
+    """The same replica count, all on demand."""
+    savings_usd_per_hour: float
+    savings_usd_per_month: float
+    refused: bool
+    reasons: tuple[str, ...]
+    """Refusals and warnings, one sentence each."""
+
+
+def _replicas_for(demand_tokens_per_second: float, usable_tokens_per_second: float) -> int:
+    if demand_tokens_per_second <= 0:
+        return 0
+    return max(1, math.ceil(demand_tokens_per_second / usable_tokens_per_second - _EPS))
+
+
+def spot_fraction_bound(max_spot_fraction: float, on_demand_replicas: int) -> int | None:
+    """Most spot replicas with spot ÷ (on-demand + spot) ≤ `max_spot_fraction`; None: no bound."""
+    require_ratio("max_spot_fraction", max_spot_fraction, allow_zero=True)
+    require_non_negative("on_demand_replicas", on_demand_replicas)
+    if max_spot_fraction >= 1:
+        return None
+    bound = max_spot_fraction * on_demand_replicas / (1 - max_spot_fraction)
+    return math.floor(bound + _EPS)
+
+
+def _percentile_name(q: float) -> str:
+    return f"P{q * 100:.3g}"
+
+
+def plan_spot(
+    demand_history: Sequence[float],
+    current_demand: float,
+    on_demand_replicas: int,
+    economics: ReplicaEconomics,
+    limits: SpotLimits = SpotLimits(),
+    traits: WorkloadTraits = WorkloadTraits(),
+    recent_peak_horizon: int | None = None,
+) -> SpotPlan:
+    """Spot replicas to run now beside `on_demand_replicas`, and what the hour costs.
+
+    `demand_history` holds recent total tokens/s samples, oldest first (may be empty);
+    `recent_peak_horizon` is how many trailing samples count for the burst peak (None: all,
+    0: only `current_demand`). The mechanism is in the module docstring.
+    """
+    for i, sample in enumerate(demand_history):
+        require_non_negative(f"demand_history[{i}]", sample)
+    require_non_negative("current_demand", current_demand)
+    require_non_negative("on_demand_replicas", on_demand_replicas)
+    if recent_peak_horizon is not None:
+        require_non_negative("recent_peak_horizon", recent_peak_horizon)
+
+    usable = economics.tokens_per_second * limits.target_utilization
+    recent = list(demand_history)
+    if recent_peak_horizon is not None:
+        recent = recent[-recent_peak_horizon:] if recent_peak_horizon else []
+    sizing = float(max([current_demand, *recent])) * (1 + limits.headroom)
+    needed = _replicas_for(sizing, usable)
+    base = _replicas_for(_quantile([*demand_history, current_demand], limits.base_quantile), usable)
+    if sizing > 0:
+        base = max(base, 1)
+    unclamped = max(0, needed - on_demand_replicas)
+
+    warnings: list[str] = []
+    spot = min(max(unclamped, limits.min_replicas), limits.max_replicas)
+    short_of: list[str] = []
+    if spot < unclamped:
+        short_of.append(f"max_replicas {limits.max_replicas}")
+    cap = limits.global_cap
+    if cap is not None and spot > cap:
+        if cap < limits.min_replicas:
+            warnings.append(
+                f"warning: the global cap ({cap}) is below min_replicas ({limits.min_replicas});"
+                " the cap wins."
+            )
+        if cap < unclamped:
+            short_of.append(f"global cap {cap}")
+        spot = cap
+    fraction_bound = spot_fraction_bound(limits.max_spot_fraction, on_demand_replicas)
+    if fraction_bound is not None and spot > fraction_bound:
+        if fraction_bound < limits.min_replicas:
+            warnings.append(
+                f"warning: max_spot_fraction {limits.max_spot_fraction:g} allows "
+                f"{fraction_bound} spot replicas beside {on_demand_replicas} on demand, below "
+                f"min_replicas ({limits.min_replicas}); the fraction wins."
+            )
+        if fraction_bound < unclamped:
+            short_of.append(f"max_spot_fraction {limits.max_spot_fraction:g}")
+        spot = fraction_bound
+
+    refusals: list[str] = []
+    if economics.cold_start_s > SPOT_MAX_COLD_START_S:
+        refusals.append(
+            f"refused: the cold start ({economics.cold_start_s:g} s) exceeds the seed's "
+            f"{SPOT_MAX_COLD_START_S:g} s limit for spot, so a preempted replica is replaced "
+            "too late to help."
+        )
+    if on_demand_replicas == 0 and (needed > 0 or spot > 0):
+        refusals.append(
+            "refused: no on-demand replica is running, so spot would be the primary fleet; "
+            f"run an on-demand base of at least {max(base, 1)} first."
+        )
+    if spot > 0 and on_demand_replicas + spot <= 1:
+        refusals.append(
+            "refused: the deployment would be a single replica on spot, which one preemption "
+            "takes down."
+        )
+    below_base = on_demand_replicas < base
+    if traits.slo_bound and spot > 0 and below_base:
+        refusals.append(
+            f"refused: the workload is SLO-bound and its on-demand fleet ({on_demand_replicas}) "
+            f"is below the {_percentile_name(limits.base_quantile)} base ({base}), so spot would "
+            "carry primary traffic; grow the on-demand base first."
+        )
+
+    spot_total = (
+        economics.spot_usd_per_replica_hour + economics.interruption_usd_per_spot_replica_hour
+    )
+    if refusals:
+        spot = 0
+        reasons = tuple(refusals)
+    else:
+        if spot > 0 and spot_total >= economics.on_demand_usd_per_replica_hour:
+            warnings.append(
+                f"warning: a spot replica costs ${spot_total:.2f}/h once interruptions are "
+                f"priced, not less than ${economics.on_demand_usd_per_replica_hour:.2f}/h on "
+                "demand, so no spot is recommended."
+            )
+            spot = 0
+            short_of = []
+        if short_of:
+            warnings.append(
+                f"warning: demand needs {unclamped} spot replicas but "
+                f"{' and '.join(short_of)} allow {spot}; the fleet is {unclamped - spot} "
+                "replicas short at the target utilization."
+            )
+        if spot > 0:
+            if below_base:
+                warnings.append(
+                    f"warning: the on-demand fleet ({on_demand_replicas}) is below the "
+                    f"{_percentile_name(limits.base_quantile)} base ({base}), so spot carries "
+                    "typical traffic, not only bursts."
+                )
+            if traits.multi_turn_state:
+                warnings.append(
+                    "warning: multi-turn conversation state on a preempted spot replica is "
+                    "lost; keep stateful sessions on on-demand replicas."
+                )
+            if traits.tight_p99:
+                warnings.append(
+                    "warning: spot preemptions and cold starts show in P99 latency, and this "
+                    "workload needs a consistent P99."
+                )
+        reasons = tuple(warnings)
+
+    interruption = spot * economics.interruption_usd_per_spot_replica_hour
+    expected = (
+        on_demand_replicas * economics.on_demand_usd_per_replica_hour
+        + spot * economics.spot_usd_per_replica_hour
+        + interruption
+    )
+    all_on_demand = (on_demand_replicas + spot) * economics.on_demand_usd_per_replica_hour
+    savings = all_on_demand - expected
+    return SpotPlan(
+        demand_tokens_per_second=sizing,
+        needed_replicas=needed,
+        on_demand_replicas=on_demand_replicas,
+        recommended_on_demand_base=base,
+        spot_replicas=spot,
+        unclamped_spot_replicas=unclamped,
+        expected_usd_per_hour=expected,
+        interruption_usd_per_hour=interruption,
+        all_on_demand_usd_per_hour=all_on_demand,
+        savings_usd_per_hour=savings,
+        savings_usd_per_month=savings * HOURS_PER_MONTH,
+        refused=bool(refusals),
+        reasons=reasons,
+    )
+
+
+# --- The governor -----------------------------------------------------------------------------
+
+Direction = Literal["up", "down", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorLimits:
+    min_replicas: int
+    max_replicas: int
+    global_cap: int | None = None
+    max_step_up: int = 2
+    """Replicas added per scale-up at most, ≥ 1."""
+    scale_up_period_s: float = 60.0
+    """At most one scale-up per this many seconds."""
+    scale_down_window_s: float = 300.0
+    """Scale down only to the highest recommendation in this window, s."""
+
+    def __post_init__(self) -> None:
+        require_non_negative("min_replicas", self.min_replicas)
+        require_non_negative("max_replicas", self.max_replicas)
+        if self.min_replicas > self.max_replicas:
+            raise InvalidInputError(
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
+            )
+        if self.global_cap is not None:
+            require_non_negative("global_cap", self.global_cap)
+        require_positive("max_step_up", self.max_step_up)
+        require_non_negative("scale_up_period_s", self.scale_up_period_s)
+        require_non_negative("scale_down_window_s", self.scale_down_window_s)
+
+    @property
+    def upper(self) -> int:
+        """min(max_replicas, global_cap)."""
+        if self.global_cap is None:
+            return self.max_replicas
+        return min(self.max_replicas, self.global_cap)
+
+    @property
+    def lower(self) -> int:
+        """min_replicas, unless the global cap is lower: the cap wins."""
+        return min(self.min_replicas, self.upper)
+
+    def clamp(self, replicas: int) -> int:
+        return min(max(replicas, self.lower), self.upper)
+
+    def _upper_name(self) -> str:
+        if self.global_cap is not None and self.global_cap < self.max_replicas:
+            return f"global cap {self.upper}"
+        return f"max {self.upper}"
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorState:
+    """What the governor remembers between ticks; start with `GovernorState()`."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    """(time, clamped recommendation) in the scale-down window, oldest first; only entries
+    that can still be the window's maximum (their recommendations strictly decrease)."""
+    last_scale_up_at: float | None = None
+    last_tick_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    desired: int
+    """Replicas to set; equal to the current count means no action."""
+    direction: Direction
+    reason: str
+    state: GovernorState
+    """The state to pass to the next tick."""
+
+
+def _check_tick(state: GovernorState, current: int, now: float) -> None:
+    require_non_negative("current", current)
+    if not math.isfinite(now):
+        raise InvalidInputError(f"now must be a finite time in seconds, got {now}")
+    if state.last_tick_at is not None and now < state.last_tick_at:
+        raise InvalidInputError(
+            f"now ({now:g}) is earlier than the governor's last tick ({state.last_tick_at:g}); "
+            "pass a monotonic clock such as time.monotonic()"
+        )
+
+
+def _window(
+    state: GovernorState, current: int, now: float, limits: GovernorLimits
+) -> list[tuple[float, int]]:
+    """The recommendations still in the window at `now`, seeded with the current count when
+    the state is fresh (as the HPA does)."""
+    if state.last_tick_at is None:
+        return [(now, limits.clamp(current))]
+    start = now - limits.scale_down_window_s
+    return [(t, r) for t, r in state.recommendations if t > start]
+
+
+def _record(window: list[tuple[float, int]], now: float, recommended: int) -> None:
+    """Append (now, recommended), dropping older entries it makes irrelevant to the maximum."""
+    while window and window[-1][1] <= recommended:
+        window.pop()
+    window.append((now, recommended))
+
+
+def _into_bounds(
+    state: GovernorState, current: int, now: float, limits: GovernorLimits
+) -> Decision | None:
+    """The safety move when `current` is outside the bounds, else None."""
+    if current > limits.upper:
+        return Decision(limits.upper, "down", f"clamped to {limits._upper_name()}", state)
+    if current < limits.lower:
+        moved = replace(state, last_scale_up_at=now)
+        return Decision(limits.lower, "up", f"clamped to min {limits.lower}", moved)
+    return None
+
+
+def govern(
+    state: GovernorState, current: int, recommended: int, now: float, limits: GovernorLimits
+) -> Decision:
+    """The replica count to set at time `now` (s, monotonic) given a recommendation."""
+    _check_tick(state, current, now)
+    require_non_negative("recommended", recommended)
+    target = limits.clamp(recommended)
+    window = _window(state, current, now, limits)
+    _record(window, now, target)
+    highest = window[0][1]
+    ticked = replace(state, recommendations=tuple(window), last_tick_at=now)
+    w = limits.scale_down_window_s
+
+    clamped = _into_bounds(ticked, current, now, limits)
+    if clamped is not None:
+        return clamped
+    if target > current:
+        last_up = state.last_scale_up_at
+        if last_up is not None and now - last_up < limits.scale_up_period_s:
+            return Decision(
+                current,
+                "none",
+                f"scale-up to {target} held: last scale-up {now - last_up:g}s ago, "
+                f"period {limits.scale_up_period_s:g}s",
+                ticked,
+            )
+        desired = min(target, current + limits.max_step_up)
+        reason = (
+            f"step-limited from {target} to {desired} "
+            f"(+{limits.max_step_up} per {limits.scale_up_period_s:g}s)"
+            if desired < target
+            else f"scaled up to {desired}"
+        )
+        return Decision(desired, "up", reason, replace(ticked, last_scale_up_at=now))
+    if highest < current:
+        return Decision(
+            highest,
+            "down",
+            f"scaled down to {highest} (highest recommendation in last {w:g}s)",
+            ticked,
+        )
+    if target < current:
+        reason = f"held by stabilization window (max {highest} in last {w:g}s)"
+    else:
+        reason = f"at recommendation {target}"
+    return Decision(current, "none", reason, ticked)
+
+
+def hold(
+    state: GovernorState, current: int, now: float, reason: str, limits: GovernorLimits
+) -> Decision:
+    """A tick without data (metrics missing): keep `current`, only moving it into bounds."""
+    _check_tick(state, current, now)
+    window = _window(state, current, now, limits)
+    ticked = replace(state, recommendations=tuple(window), last_tick_at=now)
+    clamped = _into_bounds(ticked, current, now, limits)
+    if clamped is not None:
+        return replace(clamped, reason=f"{reason}; {clamped.reason}")
+    return Decision(current, "none", f"holding at {current}: {reason}", ticked)

@@ -1,0 +1,615 @@
+"""Spot burst planning and the scale governor: worked examples, refusals, safety properties."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from costengine.cost import HOURS_PER_MONTH
+from costengine.errors import CostEngineError, InvalidInputError
+from costengine.spot import hybrid_spot_cost
+from costengine.spotplan import (
+    Decision,
+    GovernorLimits,
+    GovernorState,
+    ReplicaEconomics,
+    SpotLimits,
+    WorkloadTraits,
+    govern,
+    hold,
+    plan_spot,
+    spot_fraction_bound,
+)
+
+# The seed's A100 prices: $2.21/h on demand, $0.73/h spot.
+SEED = ReplicaEconomics(
+    tokens_per_second=1000,
+    gpus_per_replica=1,
+    on_demand_usd_per_gpu_hour=2.21,
+    spot_usd_per_gpu_hour=0.73,
+    interruptions_per_replica_hour=0,
+    lost_work_s_per_interruption=0,
+)
+# Replicas serve exactly their capacity, no margin: N × 1000 tokens/s needs N replicas.
+EXACT = SpotLimits(target_utilization=1.0, headroom=0.0)
+# Typical traffic 4,000 tokens/s (P50 → 4 on demand); with a current 8,000 (→ 4 more on spot).
+SEED_HISTORY = [3000.0, 4000.0, 4000.0, 4000.0, 5000.0]
+
+
+# --- The planner: worked examples ---------------------------------------------------------------
+
+
+def test_seed_hybrid_hour_agrees_with_hybrid_spot_cost() -> None:
+    """Base 4 on demand + 4 spot for a steady hour: 4 × 2.21 + 4 × 0.73 against 8 × 2.21."""
+    plan = plan_spot(SEED_HISTORY, 8000, 4, SEED, EXACT)
+    assert plan.recommended_on_demand_base == 4
+    assert plan.spot_replicas == 4
+    assert not plan.refused
+    assert plan.reasons == ()
+    assert plan.expected_usd_per_hour == pytest.approx(4 * 2.21 + 4 * 0.73)
+    assert plan.all_on_demand_usd_per_hour == pytest.approx(8 * 2.21)
+    month = hybrid_spot_cost(4, 4, 2.21, 0.73, spot_duty_ratio=1.0, all_on_demand_gpus=8)
+    assert plan.expected_usd_per_hour * HOURS_PER_MONTH == pytest.approx(month.monthly_hybrid_usd)
+    assert plan.savings_usd_per_month == pytest.approx(month.monthly_savings_usd)
+
+
+@pytest.mark.parametrize("gpus_per_replica", [1, 2])
+def test_interruption_cost_agrees_with_hybrid_spot_cost(gpus_per_replica: int) -> None:
+    """A preempted replica idles all its GPUs, so the per-replica rate prices like
+    hybrid_spot_cost's per-GPU rate over the replica's GPUs."""
+    econ = ReplicaEconomics(1000, gpus_per_replica, 2.21, 0.73, 120, 0.1, 30)
+    plan = plan_spot(SEED_HISTORY, 8000, 4, econ, EXACT)
+    assert plan.spot_replicas == 4
+    month = hybrid_spot_cost(
+        4 * gpus_per_replica,
+        4 * gpus_per_replica,
+        2.21,
+        0.73,
+        1.0,
+        8 * gpus_per_replica,
+        interruptions_per_spot_gpu_hour=0.1,
+        cold_start_s=120,
+        lost_work_s_per_interruption=30,
+    )
+    assert plan.interruption_usd_per_hour * HOURS_PER_MONTH == pytest.approx(
+        month.monthly_interruption_usd
+    )
+    assert plan.expected_usd_per_hour * HOURS_PER_MONTH == pytest.approx(month.monthly_hybrid_usd)
+
+
+def test_interruption_pricing_by_hand() -> None:
+    # 3 spot replicas × 0.05 preemptions/h = 0.15 preemptions/h; each leaves 120 s cold start
+    # + 30 s redone work = 150 s uncovered → 22.5 s/h = 0.00625 h of a 2-GPU replica on demand
+    # at 2 × $2.21 = $4.42/h → $0.027625/h.
+    econ = ReplicaEconomics(1000, 2, 2.21, 0.73, 120, 0.05, 30)
+    plan = plan_spot([], 7000, 4, econ, EXACT)
+    assert plan.spot_replicas == 3
+    assert plan.interruption_usd_per_hour == pytest.approx(0.027625)
+    assert plan.expected_usd_per_hour == pytest.approx(4 * 4.42 + 3 * 1.46 + 0.027625)
+    assert plan.all_on_demand_usd_per_hour == pytest.approx(7 * 4.42)
+
+
+def test_sizing_demand_is_the_recent_peak_with_headroom_at_target_utilization() -> None:
+    limits = SpotLimits(target_utilization=0.5, headroom=0.25, max_replicas=20)
+    history = [9000.0, 1000.0, 2000.0, 1600.0]
+    # All history: 9,000 × 1.25 = 11,250 tokens/s over 500 usable → 23 replicas.
+    everything = plan_spot(history, 1000, 10, SEED, limits)
+    assert everything.demand_tokens_per_second == pytest.approx(11_250)
+    assert everything.needed_replicas == 23
+    assert everything.unclamped_spot_replicas == 13
+    # The last two samples: 2,000 × 1.25 = 2,500 → 5 replicas, all on demand.
+    recent = plan_spot(history, 1000, 10, SEED, limits, recent_peak_horizon=2)
+    assert recent.demand_tokens_per_second == pytest.approx(2500)
+    assert recent.needed_replicas == 5
+    assert recent.spot_replicas == 0
+    # Horizon 0: only the current demand counts; a horizon beyond the history is all of it.
+    assert plan_spot(history, 1000, 10, SEED, limits, recent_peak_horizon=0).needed_replicas == 3
+    assert plan_spot(history, 0, 10, SEED, limits, recent_peak_horizon=99).needed_replicas == 23
+
+
+def test_base_covers_the_quantile_of_history_and_current_without_headroom() -> None:
+    limits = SpotLimits(target_utilization=0.5, headroom=0.5)
+    # Median of {100, 200, 900, 1200, 1300} is 900 → 900 / 500 → 2 on demand.
+    plan = plan_spot([100, 200, 1200, 1300], 900, 2, SEED, limits)
+    assert plan.recommended_on_demand_base == 2
+    p90 = plan_spot([100, 200, 1200, 1300], 900, 2, SEED, SpotLimits(base_quantile=0.9))
+    assert p90.recommended_on_demand_base == 2  # 1260 / 700 → 2
+    # Some demand but a median of 0 still keeps one on-demand replica.
+    assert plan_spot([0, 0, 0, 0], 10, 1, SEED, limits).recommended_on_demand_base == 1
+
+
+def test_zero_demand_needs_no_spot_and_no_base() -> None:
+    plan = plan_spot([], 0, 0, SEED)
+    assert (plan.needed_replicas, plan.spot_replicas, plan.recommended_on_demand_base) == (0, 0, 0)
+    assert not plan.refused
+    assert plan.reasons == ()
+    assert plan.expected_usd_per_hour == 0
+    assert plan.savings_usd_per_hour == 0
+
+
+def test_demand_within_the_on_demand_fleet_needs_no_spot() -> None:
+    plan = plan_spot(SEED_HISTORY, 3000, 4, SEED, EXACT)
+    assert plan.needed_replicas == 5  # the history's 5,000 peak, not the current 3,000
+    assert plan.spot_replicas == 1
+    assert plan_spot(SEED_HISTORY, 3000, 5, SEED, EXACT).spot_replicas == 0
+
+
+# --- The planner: refusals ----------------------------------------------------------------------
+
+
+def test_refuses_cold_start_over_five_minutes() -> None:
+    slow = ReplicaEconomics(1000, 1, 2.21, 0.73, cold_start_s=301)
+    plan = plan_spot(SEED_HISTORY, 8000, 4, slow, EXACT)
+    assert plan.refused
+    assert plan.spot_replicas == 0
+    assert plan.unclamped_spot_replicas == 4
+    assert len(plan.reasons) == 1
+    assert "cold start (301 s)" in plan.reasons[0]
+    assert plan.expected_usd_per_hour == pytest.approx(4 * 2.21)
+    at_limit = ReplicaEconomics(1000, 1, 2.21, 0.73, cold_start_s=300)
+    assert not plan_spot(SEED_HISTORY, 8000, 4, at_limit, EXACT).refused
+
+
+def test_refuses_spot_as_the_primary_fleet() -> None:
+    limits = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=1.0)
+    plan = plan_spot(SEED_HISTORY, 8000, 0, SEED, limits)
+    assert plan.refused
+    assert plan.spot_replicas == 0
+    assert any("primary fleet" in r and "at least 4" in r for r in plan.reasons)
+
+
+def test_refuses_a_single_replica_deployment_on_spot() -> None:
+    """One replica of demand, none on demand, spot allowed to be everything."""
+    plan = plan_spot([], 500, 0, SEED, SpotLimits(max_spot_fraction=1.0))
+    assert plan.refused
+    assert plan.spot_replicas == 0
+    assert any("single replica" in r for r in plan.reasons)
+    assert any("primary fleet" in r for r in plan.reasons)
+    # A floor of one spot replica with no demand and no on-demand fleet is refused as well.
+    idle = plan_spot([], 0, 0, SEED, SpotLimits(min_replicas=1, max_spot_fraction=1.0))
+    assert idle.refused
+    assert any("single replica" in r for r in idle.reasons)
+
+
+def test_refuses_slo_bound_spot_below_the_p50_base() -> None:
+    slo = WorkloadTraits(slo_bound=True)
+    # P50 of the history is 4,000 → base 4; only 3 on demand: spot would carry typical traffic.
+    short = plan_spot(SEED_HISTORY, 8000, 3, SEED, EXACT, slo)
+    assert short.refused
+    assert short.spot_replicas == 0
+    assert any("SLO-bound" in r and "P50 base (4)" in r for r in short.reasons)
+    # With the base on demand, spot only bursts: allowed.
+    covered = plan_spot(SEED_HISTORY, 8000, 4, SEED, EXACT, slo)
+    assert not covered.refused
+    assert covered.spot_replicas == 4
+
+
+def test_a_refusal_overrides_min_replicas() -> None:
+    slow = ReplicaEconomics(1000, 1, 2.21, 0.73, cold_start_s=600)
+    plan = plan_spot([], 0, 4, slow, SpotLimits(min_replicas=2))
+    assert plan.refused
+    assert plan.spot_replicas == 0
+
+
+# --- The planner: warnings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("traits", "needle"),
+    [
+        (WorkloadTraits(multi_turn_state=True), "multi-turn"),
+        (WorkloadTraits(tight_p99=True), "P99"),
+    ],
+)
+def test_hostile_traits_warn_but_do_not_refuse(traits: WorkloadTraits, needle: str) -> None:
+    plan = plan_spot(SEED_HISTORY, 8000, 4, SEED, EXACT, traits)
+    assert not plan.refused
+    assert plan.spot_replicas == 4
+    assert len(plan.reasons) == 1
+    assert needle in plan.reasons[0]
+    assert plan.reasons[0].startswith("warning:")
+
+
+def test_trait_warnings_only_when_spot_is_recommended() -> None:
+    traits = WorkloadTraits(multi_turn_state=True, tight_p99=True)
+    assert plan_spot([], 3000, 4, SEED, EXACT, traits).reasons == ()
+
+
+def test_below_base_without_slo_is_a_warning() -> None:
+    plan = plan_spot(SEED_HISTORY, 8000, 3, SEED, EXACT)
+    assert not plan.refused
+    assert plan.spot_replicas == 5
+    assert any("below the P50 base (4)" in r for r in plan.reasons)
+
+
+def test_no_spot_when_interruptions_make_it_dearer_than_on_demand() -> None:
+    # Each preemption leaves 300 s on demand. 8/h: 2,400 s = 0.667 h × $2.21 = $1.473, plus
+    # $0.73 spot = $2.203/h, still under $2.21. 9/h: 0.75 h × $2.21 + $0.73 = $2.3875/h.
+    cheap = ReplicaEconomics(1000, 1, 2.21, 0.73, 300, 8, 0)
+    assert plan_spot(SEED_HISTORY, 8000, 4, cheap, EXACT).spot_replicas == 4
+    dear = ReplicaEconomics(1000, 1, 2.21, 0.73, 300, 9, 0)
+    plan = plan_spot(SEED_HISTORY, 8000, 4, dear, EXACT)
+    assert plan.spot_replicas == 0
+    assert not plan.refused
+    assert len(plan.reasons) == 1
+    assert "$2.39/h" in plan.reasons[0]
+    assert "no spot is recommended" in plan.reasons[0]
+    assert plan.savings_usd_per_hour == 0
+
+
+def test_spot_as_dear_as_on_demand_is_not_recommended() -> None:
+    same = ReplicaEconomics(1000, 1, 2.21, 2.21, interruptions_per_replica_hour=0)
+    assert plan_spot(SEED_HISTORY, 8000, 4, same, EXACT).spot_replicas == 0
+
+
+# --- The planner: limits ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fraction", "on_demand", "bound"),
+    [
+        (0.7, 3, 7),  # 0.7 × 3 ÷ 0.3 is 6.999… in floats; 7 ÷ 10 = 0.7 is allowed
+        (0.5, 4, 4),
+        (0.6, 1, 1),  # 2 ÷ 3 = 0.67 > 0.6
+        (0.0, 10, 0),
+        (1.0, 0, None),
+    ],
+)
+def test_spot_fraction_bound(fraction: float, on_demand: int, bound: int | None) -> None:
+    assert spot_fraction_bound(fraction, on_demand) == bound
+
+
+def test_fraction_clamps_spot_and_reports_the_shortfall() -> None:
+    limits = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=0.5)
+    plan = plan_spot([], 8000, 3, SEED, limits)
+    assert plan.unclamped_spot_replicas == 5
+    assert plan.spot_replicas == 3
+    assert any(
+        "max_spot_fraction 0.5 allow 3" in r and "2 replicas short" in r for r in plan.reasons
+    )
+
+
+def test_fraction_below_min_replicas_wins() -> None:
+    limits = SpotLimits(min_replicas=3, max_spot_fraction=0.5)
+    plan = plan_spot([], 0, 2, SEED, limits)
+    assert plan.spot_replicas == 2
+    assert any("below min_replicas (3); the fraction wins" in r for r in plan.reasons)
+
+
+def test_min_replicas_floor_applies_without_demand() -> None:
+    plan = plan_spot([], 0, 4, SEED, SpotLimits(min_replicas=2))
+    assert plan.spot_replicas == 2
+    assert plan.reasons == ()
+
+
+def test_max_replicas_and_global_cap() -> None:
+    wide = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=1.0)
+    assert plan_spot([], 20_000, 4, SEED, wide).spot_replicas == 8
+    capped = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=1.0, global_cap=3)
+    plan = plan_spot([], 20_000, 4, SEED, capped)
+    assert plan.unclamped_spot_replicas == 16
+    assert plan.spot_replicas == 3
+    assert any("max_replicas 8 and global cap 3 allow 3" in r for r in plan.reasons)
+    below_min = SpotLimits(min_replicas=4, global_cap=1)
+    plan = plan_spot([], 0, 4, SEED, below_min)
+    assert plan.spot_replicas == 1
+    assert any("global cap (1) is below min_replicas (4)" in r for r in plan.reasons)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: SpotLimits(min_replicas=3, max_replicas=2),
+        lambda: SpotLimits(max_spot_fraction=1.5),
+        lambda: SpotLimits(target_utilization=0),
+        lambda: SpotLimits(headroom=-0.1),
+        lambda: SpotLimits(global_cap=-1),
+        lambda: ReplicaEconomics(0, 1, 2.21, 0.73),
+        lambda: ReplicaEconomics(1000, 1, -1, 0.73),
+        lambda: plan_spot([1.0, -2.0], 0, 1, SEED),
+        lambda: plan_spot([], float("nan"), 1, SEED),
+        lambda: plan_spot([], 0, -1, SEED),
+        lambda: plan_spot([], 0, 1, SEED, recent_peak_horizon=-1),
+        lambda: GovernorLimits(min_replicas=5, max_replicas=4),
+        lambda: GovernorLimits(0, 4, max_step_up=0),
+        lambda: GovernorLimits(0, 4, scale_down_window_s=-1),
+    ],
+)
+def test_invalid_inputs_raise_a_cost_engine_error(build: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInputError):
+        build()
+
+
+def test_error_messages_name_the_parameter() -> None:
+    with pytest.raises(CostEngineError, match=r"demand_history\[1\]"):
+        plan_spot([1.0, -2.0], 0, 1, SEED)
+    with pytest.raises(
+        CostEngineError, match=r"min_replicas \(3\) must not exceed max_replicas \(2\)"
+    ):
+        SpotLimits(min_replicas=3, max_replicas=2)
+
+
+# --- The planner: properties --------------------------------------------------------------------
+
+
+@st.composite
+def spot_limits(draw: st.DrawFn) -> SpotLimits:
+    low = draw(st.integers(0, 10))
+    return SpotLimits(
+        min_replicas=low,
+        max_replicas=draw(st.integers(low, 20)),
+        max_spot_fraction=draw(st.floats(0, 1)),
+        target_utilization=draw(st.floats(0.05, 1)),
+        base_quantile=draw(st.floats(0, 1)),
+        headroom=draw(st.floats(0, 1)),
+        global_cap=draw(st.none() | st.integers(0, 20)),
+    )
+
+
+economics = st.builds(
+    ReplicaEconomics,
+    tokens_per_second=st.floats(1, 1e4),
+    gpus_per_replica=st.sampled_from([0.5, 1, 2, 4, 8]),
+    on_demand_usd_per_gpu_hour=st.floats(0, 10),
+    spot_usd_per_gpu_hour=st.floats(0, 10),
+    cold_start_s=st.floats(0, 600),
+    interruptions_per_replica_hour=st.floats(0, 5),
+    lost_work_s_per_interruption=st.floats(0, 600),
+)
+demand = st.floats(0, 1e5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(demand, max_size=20),
+    demand,
+    st.integers(0, 20),
+    economics,
+    spot_limits(),
+    st.builds(WorkloadTraits, st.booleans(), st.booleans(), st.booleans()),
+    st.none() | st.integers(0, 25),
+)
+def test_plan_stays_within_its_limits_and_prices_consistently(
+    history: list[float],
+    current: float,
+    on_demand: int,
+    econ: ReplicaEconomics,
+    limits: SpotLimits,
+    traits: WorkloadTraits,
+    horizon: int | None,
+) -> None:
+    plan = plan_spot(history, current, on_demand, econ, limits, traits, horizon)
+    upper = (
+        limits.max_replicas
+        if limits.global_cap is None
+        else min(limits.max_replicas, limits.global_cap)
+    )
+    assert 0 <= plan.spot_replicas <= upper
+    total = on_demand + plan.spot_replicas
+    assert plan.spot_replicas <= limits.max_spot_fraction * total + 1e-9
+    bound = spot_fraction_bound(limits.max_spot_fraction, on_demand)
+    floor = min(limits.min_replicas, upper, limits.min_replicas if bound is None else bound)
+    uneconomic = any("no spot is recommended" in r for r in plan.reasons)
+    if not plan.refused and not uneconomic:
+        assert plan.spot_replicas >= floor
+    if plan.refused:
+        assert plan.spot_replicas == 0
+        assert all(r.startswith("refused:") for r in plan.reasons)
+    if plan.spot_replicas > 0:
+        assert on_demand >= 1
+        assert econ.cold_start_s <= 300
+        assert plan.savings_usd_per_hour > 0  # spot is recommended only when cheaper
+    assert plan.savings_usd_per_hour == pytest.approx(
+        plan.all_on_demand_usd_per_hour - plan.expected_usd_per_hour
+    )
+    assert plan.savings_usd_per_month == pytest.approx(plan.savings_usd_per_hour * 730)
+    assert plan.needed_replicas * econ.tokens_per_second * limits.target_utilization >= (
+        plan.demand_tokens_per_second * (1 - 1e-9)
+    )
+
+
+# --- The governor: worked examples --------------------------------------------------------------
+
+LIMITS = GovernorLimits(min_replicas=1, max_replicas=8)
+
+
+def started(current: int, at: float = 0.0, limits: GovernorLimits = LIMITS) -> GovernorState:
+    """The state after one steady tick at `current`, long enough ago for any period."""
+    return govern(GovernorState(), current, current, at, limits).state
+
+
+def test_scale_up_is_step_limited() -> None:
+    d = govern(started(1, at=-1000), 1, 7, 0, LIMITS)
+    assert (d.desired, d.direction) == (3, "up")
+    assert d.reason == "step-limited from 7 to 3 (+2 per 60s)"
+    assert d.state.last_scale_up_at == 0
+
+
+def test_scale_up_at_most_once_per_period() -> None:
+    first = govern(started(1, at=-1000), 1, 7, 0, LIMITS)
+    soon = govern(first.state, 3, 7, 59, LIMITS)
+    assert (soon.desired, soon.direction) == (3, "none")
+    assert "held" in soon.reason
+    later = govern(soon.state, 3, 7, 60, LIMITS)
+    assert (later.desired, later.direction) == (5, "up")
+
+
+def test_scale_down_only_to_the_highest_recommendation_in_the_window() -> None:
+    state = started(6, at=0)
+    d = govern(state, 6, 2, 100, LIMITS)
+    assert (d.desired, d.direction) == (6, "none")
+    assert d.reason == "held by stabilization window (max 6 in last 300s)"
+    d = govern(d.state, 6, 4, 200, LIMITS)
+    assert d.desired == 6
+    d = govern(d.state, 6, 3, 301, LIMITS)  # the 6 from t=0 has left; 4 from t=200 is highest
+    assert (d.desired, d.direction) == (4, "down")
+    d = govern(d.state, 4, 3, 501, LIMITS)
+    assert (d.desired, d.direction) == (3, "down")
+
+
+def test_fresh_state_never_scales_down_before_a_full_window() -> None:
+    """As the HPA seeds its window with the current count: an operator restart is not a cue."""
+    d = govern(GovernorState(), 7, 2, 1000, LIMITS)
+    assert (d.desired, d.direction) == (7, "none")
+    assert govern(d.state, 7, 2, 1300, LIMITS).desired == 2
+
+
+def test_recommendation_clamped_to_max_and_global_cap() -> None:
+    capped = GovernorLimits(min_replicas=1, max_replicas=8, global_cap=4, max_step_up=10)
+    d = govern(started(2, at=-1000, limits=capped), 2, 50, 0, capped)
+    assert d.desired == 4
+    assert d.reason == "scaled up to 4"
+
+
+def test_current_outside_the_bounds_moves_in_at_once() -> None:
+    d = govern(started(3, at=0), 12, 12, 10, LIMITS)
+    assert (d.desired, d.direction, d.reason) == (8, "down", "clamped to max 8")
+    capped = GovernorLimits(min_replicas=4, max_replicas=8, global_cap=3)
+    d = govern(GovernorState(), 0, 0, 0, capped)
+    assert (d.desired, d.direction, d.reason) == (3, "up", "clamped to min 3")
+    assert d.state.last_scale_up_at == 0
+    d = govern(GovernorState(), 7, 7, 0, capped)
+    assert (d.desired, d.reason) == (3, "clamped to global cap 3")
+
+
+def test_hold_keeps_current_but_clamps_into_bounds() -> None:
+    state = started(5, at=0)
+    d = hold(state, 5, 10, "no metrics", LIMITS)
+    assert (d.desired, d.direction) == (5, "none")
+    assert d.reason == "holding at 5: no metrics"
+    d = hold(state, 9, 10, "no metrics", LIMITS)
+    assert (d.desired, d.direction, d.reason) == (8, "down", "no metrics; clamped to max 8")
+    d = hold(state, 0, 10, "no metrics", LIMITS)
+    assert (d.desired, d.direction) == (1, "up")
+
+
+def test_time_going_backwards_is_an_error() -> None:
+    state = started(3, at=100)
+    with pytest.raises(InvalidInputError, match="earlier than the governor's last tick"):
+        govern(state, 3, 3, 99.5, LIMITS)
+    with pytest.raises(InvalidInputError, match="earlier"):
+        hold(state, 3, 50, "no metrics", LIMITS)
+    govern(state, 3, 3, 100, LIMITS)  # the same instant is fine
+
+
+def test_state_drops_recommendations_outside_the_window() -> None:
+    state = GovernorState()
+    for t in range(0, 3600, 15):
+        state = govern(state, 8, 8 - (t // 15) % 8, float(t), LIMITS).state
+    assert all(t >= 3585 - 300 for t, _ in state.recommendations)
+    assert len(state.recommendations) <= 8
+
+
+# --- The governor: properties -------------------------------------------------------------------
+
+
+@st.composite
+def governor_limits(draw: st.DrawFn) -> GovernorLimits:
+    low = draw(st.integers(0, 10))
+    return GovernorLimits(
+        min_replicas=low,
+        max_replicas=draw(st.integers(low, 20)),
+        global_cap=draw(st.none() | st.integers(0, 20)),
+        max_step_up=draw(st.integers(1, 4)),
+        scale_up_period_s=draw(st.sampled_from([0.0, 30.0, 60.0, 120.0])),
+        scale_down_window_s=draw(st.sampled_from([0.0, 60.0, 300.0, 600.0])),
+    )
+
+
+ticks = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 1.0, 15.0, 30.0, 59.0, 60.0, 200.0]), st.none() | st.integers(0, 40)
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@dataclass
+class Tick:
+    now: float
+    current: int
+    recommended: int | None
+    decision: Decision
+
+
+def simulate(
+    limits: GovernorLimits, current: int, steps: list[tuple[float, int | None]]
+) -> list[Tick]:
+    state, now, out = GovernorState(), 0.0, []
+    for dt, rec in steps:
+        now += dt
+        if rec is None:
+            d = hold(state, current, now, "no data", limits)
+        else:
+            d = govern(state, current, rec, now, limits)
+        out.append(Tick(now, current, rec, d))
+        state, current = d.state, d.desired
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(governor_limits(), st.integers(0, 30), ticks)
+def test_governor_safety_rules_hold_for_any_sequence(
+    limits: GovernorLimits, start: int, steps: list[tuple[float, int | None]]
+) -> None:
+    upper = (
+        limits.max_replicas
+        if limits.global_cap is None
+        else min(limits.max_replicas, limits.global_cap)
+    )
+    lower = min(limits.min_replicas, upper)
+    history = simulate(limits, start, steps)
+    ups: list[float] = []
+    for i, tick in enumerate(history):
+        d = tick.decision
+        assert lower <= d.desired <= upper
+        assert d.direction == (
+            "up" if d.desired > tick.current else "down" if d.desired < tick.current else "none"
+        )
+        in_bounds = lower <= tick.current <= upper
+        if d.direction == "up":
+            if in_bounds:
+                assert d.desired - tick.current <= limits.max_step_up
+                assert tick.recommended is not None  # holding never follows a recommendation
+            ups.append(tick.now)
+        if d.direction == "down" and in_bounds:
+            assert tick.recommended is not None
+            window = [
+                min(max(t.recommended, lower), upper)
+                for t in history[: i + 1]
+                if t.recommended is not None
+                and (t is tick or t.now > tick.now - limits.scale_down_window_s)
+            ]
+            assert d.desired >= max(window)
+        assert len(d.state.recommendations) <= upper - lower + 1
+    for earlier, later in itertools.pairwise(ups):
+        assert later - earlier >= limits.scale_up_period_s
+
+
+def count_changes(history: list[Tick]) -> tuple[int, int]:
+    """(replica changes, direction reversals)."""
+    moves = [t.decision.direction for t in history if t.decision.direction != "none"]
+    reversals = sum(1 for a, b in itertools.pairwise(moves) if a != b)
+    return len(moves), reversals
+
+
+def test_flapping_recommendation_changes_replicas_at_most_a_few_times_an_hour() -> None:
+    """2, 8, 2, 8, … every 30 s tick for an hour. The 300 s stabilization window always holds
+    an 8, so scale-down never happens; scale-up climbs 2 → 4 → 6 → 8 at +2 per 60 s and then
+    stays: 3 changes, no reversal. ≤ 6 leaves room for the climb, never for flapping."""
+    limits = GovernorLimits(min_replicas=1, max_replicas=8)
+    steps: list[tuple[float, int | None]] = [(30.0, 2 if i % 2 == 0 else 8) for i in range(120)]
+    changes, reversals = count_changes(simulate(limits, 2, steps))
+    assert changes <= 6
+    assert reversals == 0
+    # The same signal without the window and the period flaps on every tick.
+    loose = GovernorLimits(1, 8, max_step_up=10, scale_up_period_s=0, scale_down_window_s=0)
+    loose_changes, loose_reversals = count_changes(simulate(loose, 2, steps))
+    assert loose_changes >= 100
+    assert loose_reversals >= 100
