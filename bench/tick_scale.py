@@ -34,6 +34,7 @@ import json
 import math
 import pstats
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -49,6 +50,7 @@ from typing import Any
 import requests
 
 from costengine.pricing import CapacityType, PriceSheet, seed_price_sheet
+from costoperator import tick as tick_module
 from costoperator.cluster import PodInfo
 from costoperator.exporter import SnapshotKey
 from costoperator.figures import PolicyView, WorkloadFigures, carry_forward
@@ -57,14 +59,11 @@ from costoperator.promclient import PromClient, QueryResult
 from costoperator.promserver import PrometheusServer, backfill_openmetrics, openmetrics_series
 from costoperator.queries import (
     DECODE_SECONDS,
-    ENGINE_PROFILES,
     GPU_BUSY_FALLBACK,
     GPU_BUSY_PREFERRED,
     PREFILL_SECONDS,
-    RUNNING_GAUGES,
-    Family,
     NamedQuery,
-    family_names,
+    tick_queries,
 )
 from costoperator.state import ClusterState
 from costoperator.tick import baselines, rates_by_window, run_queries, run_tick
@@ -475,76 +474,33 @@ def _regex(names: Iterable[str]) -> str:
     return "|".join(sorted(set(names)))
 
 
-def _spellings(names: Iterable[str]) -> set[str]:
-    return {s for n in names for s in (n, n.replace(":", "_"))}
-
-
 def per_policy_queries(policy: PolicyView, pods: list[PodInfo]) -> list[NamedQuery]:
-    """The product's queries, once per policy, each filtered to the policy's pods."""
-    w = policy.window
+    """The product's queries, once per policy, every selector filtered to the policy's pods."""
     pod_re = _regex(p.name for p in pods)
     on_pods = f'namespace="{policy.namespace}", pod=~"{pod_re}"'
     on_gpus = f'exported_namespace="{policy.namespace}", exported_pod=~"{pod_re}"'
-    names = family_names(ENGINE_PROFILES.values())
-    queries = [
-        NamedQuery(
-            family,
-            w,
-            f'sum by (namespace, pod) (rate({{__name__=~"{_regex(members)}", {on_pods}}}[{w}]))',
+    mine = f'namespace="{policy.namespace}", policy="{policy.name}"'
+    queries = []
+    for q in tick_queries(
+        windows={policy.window},
+        baseline_windows={policy.baseline_window} if policy.baseline_window else (),
+    ):
+        promql, n = re.subn(
+            r'\{__name__=~"([^"]+)"\}',
+            lambda m: f'{{__name__=~"{m.group(1)}", {on_pods}}}',
+            q.promql,
         )
-        for family, members in names.items()
-        if members
-    ]
-
-    def dcgm(metric: str, scale: str = "") -> str:
-        inner = f"avg_over_time({metric}{{{on_gpus}}}[{w}]){scale}"
-        relabeled = (
-            f'label_replace(label_replace({inner}, "pod", "$1", "exported_pod", "(.+)"), '
-            f'"namespace", "$1", "exported_namespace", "(.+)")'
-        )
-        return f"avg by (namespace, pod) ({relabeled})"
-
-    queries.append(
-        NamedQuery(
-            Family.GPU_BUSY, w, f"{dcgm(GPU_BUSY_PREFERRED)} or {dcgm(GPU_BUSY_FALLBACK, ' / 100')}"
-        )
-    )
-    phases = " or ".join(
-        f"label_replace(sum by (namespace, pod) (rate({metric}{{{on_pods}}}[{w}])), "
-        f'"phase", "{phase}", "", "")'
-        for metric, phase in ((PREFILL_SECONDS, "prefill"), (DECODE_SECONDS, "decode"))
-    )
-    queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
-    running = _regex(_spellings(RUNNING_GAUGES))
-    queries.append(
-        NamedQuery(
-            Family.RUNNING,
-            w,
-            f'sum by (namespace, pod) (avg_over_time({{__name__=~"{running}", {on_pods}}}[{w}]))',
-        )
-    )
-    census = _regex(set().union(*names.values()))
-    queries.append(
-        NamedQuery(
-            Family.ENGINES,
-            None,
-            f'count by (namespace, pod, __name__) ({{__name__=~"{census}", {on_pods}}})',
-        )
-    )
-    if policy.baseline_window:
-        bw = policy.baseline_window
-        keys = "namespace, policy, workload"
-        mine = f'namespace="{policy.namespace}", policy="{policy.name}"'
-        queries.append(
-            NamedQuery(
-                Family.BASELINE,
-                bw,
-                f"sum by ({keys}) (avg_over_time(llmcost_hourly_cost_usd{{{mine}}}[{bw}])) "
-                f"/ on ({keys}) "
-                f"sum by ({keys}) (avg_over_time(llmcost_tokens_per_second{{{mine}}}[{bw}])) "
-                f"* 1e6 / 3600",
-            )
-        )
+        for names, matchers in (
+            ((PREFILL_SECONDS, DECODE_SECONDS), on_pods),
+            ((GPU_BUSY_PREFERRED, GPU_BUSY_FALLBACK), on_gpus),
+            (("llmcost_hourly_cost_usd", "llmcost_tokens_per_second"), mine),
+        ):
+            for name in names:
+                n += promql.count(f"{name}[")
+                promql = promql.replace(f"{name}[", f"{name}{{{matchers}}}[")
+        if not n:
+            raise RuntimeError(f"no selector filtered in {q.promql}")
+        queries.append(NamedQuery(q.family, q.window, promql))
     return queries
 
 
@@ -664,6 +620,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     previous: dict[SnapshotKey, WorkloadFigures] = {}
     gc_timer = GcTimer()
+    queries_wall: list[float] = []
+    run_queries = tick_module.run_queries
+
+    def timed_queries(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return run_queries(*args, **kwargs)
+        finally:
+            queries_wall.append(time.perf_counter() - started)
+
+    tick_module.run_queries = timed_queries  # type: ignore[assignment]
     ticks: list[dict[str, float]] = []
     queries = set()
     report = None
@@ -679,9 +646,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             ticks.append(
                 {
                     "tick": report.seconds,
-                    "http": client.http_seconds,
-                    "decode": client.query_seconds - client.http_seconds,
-                    "figures": report.seconds - client.query_seconds,
+                    "queries": queries_wall[-1],
+                    "figures": report.seconds - queries_wall[-1],
+                    "http_summed": client.http_seconds,
+                    "decode_summed": client.query_seconds - client.http_seconds,
                     "gc": gc_timer.seconds,
                     "gc_collections": gc_timer.collections,
                     "samples": client.samples,
@@ -703,9 +671,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "tick_s_p95": round(p95(seconds), 4),
         "tick_s_all": [round(s, 4) for s in seconds],
         "breakdown_s_median": {
-            "prometheus_http": med("http"),
-            "json_decode_and_validation": med("decode"),
+            "queries_wall": med("queries"),
             "join_and_figures": med("figures"),
+            "prometheus_http_summed_over_threads": med("http_summed"),
+            "json_decode_and_validation_summed_over_threads": med("decode_summed"),
             "of_which_gc": med("gc"),
         },
         "gc_collections_per_tick": med("gc_collections", 0),
@@ -726,6 +695,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         run_tick(client, policies, cluster, prices, previous, now)
         profile.disable()
         product["profile_one_tick_top_own_time"] = top_costs(profile)
+
+    # Each query alone, one after another: where Prometheus' share of the tick goes.
+    serial: list[dict[str, Any]] = []
+    for q in tick_queries(
+        windows={p.window for p in policies},
+        baseline_windows={p.baseline_window for p in policies if p.baseline_window},
+    ):
+        client.reset()
+        started = time.perf_counter()
+        client.query(q.promql)
+        serial.append(
+            {
+                "family": q.family.value,
+                "seconds": round(time.perf_counter() - started, 4),
+                "http_seconds": round(client.http_seconds, 4),
+                "samples": client.samples,
+                "response_mb": round(client.response_bytes / 1e6, 2),
+            }
+        )
+    product["queries_one_at_a_time"] = serial
+    if not args.naive_ticks:
+        return {"product": product}
 
     # The per-policy design, on every policy or on an evenly spaced sample.
     sample = policies

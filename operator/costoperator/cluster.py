@@ -62,7 +62,8 @@ class PodInfo:
     namespace: str
     name: str
     owner_kind: str
-    """Deployment or StatefulSet (resolved through the ReplicaSet), or "" when unowned."""
+    """Deployment or StatefulSet (resolved through the ReplicaSet when it is known, else the
+    ReplicaSet), another controller's kind, or "" when unowned."""
     owner_name: str
     node: str | None
     gpus: float
@@ -163,12 +164,13 @@ def pod_info(
     body: Mapping[str, Any], replicaset_owners: Mapping[tuple[str, str], tuple[str, str]]
 ) -> PodInfo:
     """A pod with its owner resolved to the workload (Deployment via its ReplicaSet, or the
-    StatefulSet). `replicaset_owners` maps (namespace, replicaset) → (kind, name)."""
+    StatefulSet). `replicaset_owners` maps (namespace, replicaset) → (kind, name); a
+    ReplicaSet not in it stays the owner (resolved later, when the ReplicaSet is seen)."""
     meta = body.get("metadata", {})
     namespace = meta.get("namespace", "")
     kind, name = _controller(meta)
     if kind == "ReplicaSet":
-        kind, name = replicaset_owners.get((namespace, name), ("", ""))
+        kind, name = replicaset_owners.get((namespace, name), (kind, name))
     spec = body.get("spec") or {}
     return PodInfo(
         namespace=namespace,

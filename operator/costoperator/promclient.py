@@ -29,7 +29,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -99,8 +99,9 @@ class _FileBasicAuth(requests.auth.AuthBase):
         return signed
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
+    """One series of an instant vector (a tuple: a tick makes ~100,000 of them)."""
+
     labels: Mapping[str, str]
     value: float
 
@@ -208,11 +209,17 @@ class PromClient:
 def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tuple[str, ...]]:
     """Samples of an instant vector, and what was rejected: NaN, ±Inf and non-numeric values,
     and every series of a label set that appears more than once (RELIABILITY 2). One bad pod
-    does not blank the others."""
-    by_key: dict[frozenset[tuple[str, str]], list[Sample]] = {}
+    does not blank the others.
+
+    A tick parses about 100,000 rows at 10,000 pods: the decoded label dicts are kept as they
+    are (JSON label names and values are strings already) and one object is made per row."""
+    # Prometheus writes each series' labels in one (sorted) order, so the items tuple is a key.
+    index: dict[tuple[tuple[str, str], ...], int] = {}
+    samples: list[Sample | None] = []
+    duplicated: dict[int, int] = {}
     rejected: list[str] = []
     for item in result:
-        labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+        labels = item.get("metric") or {}
         try:
             raw = item["value"][1]
             value = float(raw)
@@ -222,11 +229,16 @@ def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tupl
         if not math.isfinite(value):
             rejected.append(f"{raw} for {labels}")
             continue
-        by_key.setdefault(frozenset(labels.items()), []).append(Sample(labels, value))
-    samples = []
-    for group in by_key.values():
-        if len(group) > 1:
-            rejected.append(f"{len(group)} series for {dict(group[0].labels)}")
+        key = tuple(labels.items())
+        at = index.get(key)
+        if at is None:
+            index[key] = len(samples)
+            samples.append(Sample(labels, value))
         else:
-            samples.append(group[0])
-    return tuple(samples), tuple(rejected)
+            duplicated[at] = duplicated.get(at, 1) + 1
+    for at, count in duplicated.items():
+        sample = samples[at]
+        assert sample is not None
+        rejected.append(f"{count} series for {dict(sample.labels)}")
+        samples[at] = None
+    return tuple(s for s in samples if s is not None), tuple(rejected)

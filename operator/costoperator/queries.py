@@ -1,10 +1,12 @@
 """The operator's PromQL: named templates, one query per metric family for ALL policies.
 
-A tick issues one query per family per distinct rate window (plus one engine census and one
-drift-baseline query per distinct baseline window), whatever the number of policies or pods:
+A tick issues one query per family per distinct rate window (plus one drift-baseline query per
+distinct baseline window), whatever the number of policies or pods:
 `sum by (namespace, pod) (rate(...[w]))` over the union of every engine's metric name for that
-family. A pod runs one engine, so the union never double counts; which engine a pod runs is
-read once per tick from the census query (`count by (namespace, pod, __name__)`).
+family. A pod runs one engine, so the union never double counts. The output-token query is
+also the census: it has one branch per engine, labelled `engine`, and keeps only series that
+are live now (`rate(x[w]) and x`): a target that disappeared gets staleness markers, and its
+pod drops out at once instead of answering from a shrinking window for a window's length.
 
 Rates are taken per series before summing (`sum(rate(x[w]))`), so counter resets from pod
 restarts or spot preemptions never produce negative or inflated figures (RELIABILITY 5).
@@ -17,7 +19,7 @@ config does not honour labels; both are normalised to `namespace`/`pod` here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,8 +32,6 @@ class Family(StrEnum):
     REQUESTS = "requests"
     GPU_BUSY = "gpu_busy"
     PHASE_SECONDS = "phase_seconds"
-    RUNNING = "running"
-    ENGINES = "engines"
     BASELINE = "baseline"
 
 
@@ -102,7 +102,13 @@ def _rate_sum(names: Iterable[str], window: str) -> str:
 
 
 def _dcgm(metric: str, window: str, scale: str = "") -> str:
-    inner = f"avg_over_time({metric}[{window}]){scale}"
+    # Averaged per (pod, exporter convention) first: GPUs of one pod collapse to one series
+    # before the (per series) label rewrite, which is most of this query's cost at scale. A
+    # pod seen under both conventions (two exporters) gets the mean of the two.
+    inner = (
+        "avg by (namespace, pod, exported_namespace, exported_pod) "
+        f"(avg_over_time({metric}[{window}])){scale}"
+    )
     relabeled = (
         f'label_replace(label_replace({inner}, "pod", "$1", "exported_pod", "(.+)"), '
         f'"namespace", "$1", "exported_namespace", "(.+)")'
@@ -138,42 +144,48 @@ def family_names(
     return names
 
 
+def _live_rate_by_engine(profiles: Iterable[EngineProfile], window: str) -> str:
+    """Output tokens/s per pod, one branch per engine labelled `engine`, live series only."""
+    branches = []
+    for p in profiles:
+        selector = f'{{__name__=~"{_names_regex(_spellings(p.output_tokens))}"}}'
+        rate = f"sum by (namespace, pod) (rate({selector}[{window}]) and {selector})"
+        branches.append(f'label_replace({rate}, "engine", "{p.name}", "", "")')
+    return " or ".join(branches)
+
+
 def tick_queries(
     windows: Iterable[str],
     baseline_windows: Iterable[str] = (),
     custom_profiles: Iterable[EngineProfile] = (),
 ) -> list[NamedQuery]:
-    """Every query of one tick: per distinct rate window, one per family; one engine census;
-    one drift baseline per distinct baseline window."""
+    """Every query of one tick: per distinct rate window, one per family; one drift baseline
+    per distinct baseline window."""
     profiles = [*ENGINE_PROFILES.values(), *custom_profiles]
     names = family_names(profiles)
+    running = _names_regex(set().union(*(_spellings(n) for n in RUNNING_GAUGES)))
     queries: list[NamedQuery] = []
     for w in sorted(set(windows)):
         for family, members in names.items():
-            if members:
+            if family is Family.OUTPUT_TOKENS:
+                queries.append(NamedQuery(family, w, _live_rate_by_engine(profiles, w)))
+            elif members:
                 queries.append(NamedQuery(family, w, _rate_sum(members, w)))
         busy = f"{_dcgm(GPU_BUSY_PREFERRED, w)} or {_dcgm(GPU_BUSY_FALLBACK, w, ' / 100')}"
         queries.append(NamedQuery(Family.GPU_BUSY, w, busy))
+        # vLLM times each request's phases. Prefill seconds are GPU seconds (a prompt has the
+        # GPU to itself); decode seconds are shared by every sequence of the running batch, so
+        # decode GPU time is decode seconds ÷ the mean batch.
+        decode_gpu = (
+            f"sum by (namespace, pod) (rate({DECODE_SECONDS}[{w}])) / "
+            f'clamp_min(sum by (namespace, pod) (avg_over_time({{__name__=~"{running}"}}[{w}])), 1)'
+        )
         phases = (
             f"label_replace(sum by (namespace, pod) (rate({PREFILL_SECONDS}[{w}])), "
             f'"phase", "prefill", "", "") or '
-            f"label_replace(sum by (namespace, pod) (rate({DECODE_SECONDS}[{w}])), "
-            f'"phase", "decode", "", "")'
+            f'label_replace({decode_gpu}, "phase", "decode", "", "")'
         )
         queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
-        running = _names_regex(set().union(*(_spellings(n) for n in RUNNING_GAUGES)))
-        batch = f'sum by (namespace, pod) (avg_over_time({{__name__=~"{running}"}}[{w}]))'
-        queries.append(NamedQuery(Family.RUNNING, w, batch))
-    # The census only needs to say which engine a pod runs and that its series are live: its
-    # output-token counter does both (the other families would multiply the rows returned).
-    census_names = names[Family.OUTPUT_TOKENS]
-    queries.append(
-        NamedQuery(
-            Family.ENGINES,
-            None,
-            f'count by (namespace, pod, __name__) ({{__name__=~"{_names_regex(census_names)}"}})',
-        )
-    )
     for bw in sorted(set(baseline_windows)):
         queries.append(NamedQuery(Family.BASELINE, bw, baseline_query(bw)))
     return queries
@@ -190,14 +202,3 @@ def baseline_query(window: str) -> str:
         f"sum by ({keys}) (avg_over_time(llmcost_tokens_per_second[{window}])) "
         f"* 1e6 / 3600"
     )
-
-
-def engine_of(
-    metric_names: Iterable[str], profiles: Mapping[str, EngineProfile] = ENGINE_PROFILES
-) -> str | None:
-    """The engine whose output-token counter a pod exposes."""
-    present = set(metric_names)
-    for name, profile in profiles.items():
-        if _spellings(profile.output_tokens) & present:
-            return name
-    return None

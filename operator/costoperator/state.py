@@ -38,7 +38,10 @@ class ClusterState:
         self._lock = threading.Lock()
         self._workloads: dict[tuple[str, str, str], WorkloadInfo] = {}
         self._rs_owners: dict[tuple[str, str], tuple[str, str]] = {}
-        self._pods: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._pods: dict[tuple[str, str], PodInfo] = {}
+        """Pods as parsed at their last event, owner = their direct controller: a pod's body is
+        not kept (a fleet of 10,000 pods would hold every container spec in memory)."""
+        self._by_namespace: dict[str, dict[tuple[str, str], WorkloadInfo]] = {}
         self._nodes: dict[str, NodeInfo] = {}
 
     # --- updates from watch events ---------------------------------------------------------
@@ -54,10 +57,15 @@ class ClusterState:
         )
         with self._lock:
             self._workloads[(info.namespace, kind, info.name)] = info
+            self._by_namespace.setdefault(info.namespace, {})[(kind, info.name)] = info
 
     def delete_workload(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
             self._workloads.pop((namespace, kind, name), None)
+            in_namespace = self._by_namespace.get(namespace, {})
+            in_namespace.pop((kind, name), None)
+            if not in_namespace:
+                self._by_namespace.pop(namespace, None)
 
     def upsert_replicaset(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata", {})
@@ -71,9 +79,9 @@ class ClusterState:
             self._rs_owners.pop((namespace, name), None)
 
     def upsert_pod(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata", {})
+        info = pod_info(body, {})
         with self._lock:
-            self._pods[(meta.get("namespace", ""), meta.get("name", ""))] = body
+            self._pods[(info.namespace, info.name)] = info
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -97,7 +105,7 @@ class ClusterState:
     def workloads_of(self, policy: PolicyView) -> list[WorkloadInfo]:
         """The Deployments/StatefulSets a policy selects in its namespace."""
         with self._lock:
-            candidates = [w for w in self._workloads.values() if w.namespace == policy.namespace]
+            candidates = list(self._by_namespace.get(policy.namespace, {}).values())
         if policy.target is not None:
             kind, name = policy.target
             return [w for w in candidates if w.kind == kind and w.name == name]
@@ -111,11 +119,13 @@ class ClusterState:
     def pods_by_workload(self) -> dict[tuple[str, str, str], list[PodInfo]]:
         """Pods grouped by (namespace, kind, name) of the workload owning them."""
         with self._lock:
-            bodies = list(self._pods.values())
+            pods = list(self._pods.values())
             owners = dict(self._rs_owners)
         grouped: dict[tuple[str, str, str], list[PodInfo]] = {}
-        for body in bodies:
-            pod = pod_info(body, owners)
-            if pod.owner_kind in WORKLOAD_KINDS:
-                grouped.setdefault((pod.namespace, pod.owner_kind, pod.owner_name), []).append(pod)
+        for pod in pods:
+            kind, name = pod.owner_kind, pod.owner_name
+            if kind == "ReplicaSet":
+                kind, name = owners.get((pod.namespace, name), ("", ""))
+            if kind in WORKLOAD_KINDS:
+                grouped.setdefault((pod.namespace, kind, name), []).append(pod)
         return grouped

@@ -197,7 +197,7 @@ def test_query_count_does_not_grow_with_policies() -> None:
     assert len(one) == len(many) <= 10
     assert {q.family for q in one} == set(Family)
     two_windows = tick_queries(windows={"5m", "10m"}, baseline_windows={"24h"})
-    assert len(two_windows) == 2 * len(one) - 2  # census and baseline are shared
+    assert len(two_windows) == 2 * len(one) - 1  # the baseline is shared
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -265,8 +265,7 @@ def test_measured_phase_split_and_prefix_savings(cluster: ClusterState) -> None:
         1000,
         250,
         prefill_seconds_per_second=1.0,
-        running_sequences=3.0,  # 3.0 decode seconds shared by 3 sequences: 1.0 GPU-second
-        decode_seconds_per_second=3.0,
+        decode_gpu_seconds_per_second=1.0,
         prefix_hit_tokens_per_second=400,
         prefix_query_tokens_per_second=1000,
     )
@@ -425,16 +424,15 @@ def pod_sample(value: float, pod_name: str = "llama70b-abc-1", **extra: str) -> 
 
 def test_tick_joins_pod_rates_to_workloads(cluster: ClusterState) -> None:
     prom = FakeProm(
-        {  # the census first: its PromQL also names the token counters
-            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
+        {  # the output query first: it also names the prompt counters' engines
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
             "prompt_tokens_total|": [pod_sample(1000)],
-            "generation_tokens_total|": [pod_sample(500)],
         }
     )
     report = run_tick(prom, [policy(engine="auto")], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
     assert report.queries == len(prom.calls) <= 10
     f = report.figures[("inference", "llama70b", "llama70b")]
-    assert f.engine == "vllm"  # detected from the census
+    assert f.engine == "vllm"  # detected from the output query's branch
     assert f.usd_per_million_tokens == pytest.approx(8.84 / 3600 / 1500 * 1e6)
     spot = report.figures[("inference", "llama70b", "llama70b-spot")]
     assert spot.stale  # no token series for the spot pod
@@ -443,7 +441,10 @@ def test_tick_joins_pod_rates_to_workloads(cluster: ClusterState) -> None:
 
 def test_partial_responses_mark_figures_stale(cluster: ClusterState) -> None:
     prom = FakeProm(
-        {"prompt_tokens_total|": [pod_sample(1000)], "generation_tokens_total|": [pod_sample(500)]},
+        {
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+            "prompt_tokens_total|": [pod_sample(1000)],
+        },
         warnings=("partial",),
     )
     report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
@@ -453,23 +454,21 @@ def test_partial_responses_mark_figures_stale(cluster: ClusterState) -> None:
 
 
 def test_engine_names_are_matched_in_both_spellings() -> None:
-    from costoperator.queries import engine_of
-
-    assert engine_of({"vllm:generation_tokens_total"}) == "vllm"
-    assert engine_of({"vllm_generation_tokens_total"}) == "vllm"
-    assert engine_of({"sglang:generation_tokens_total"}) == "sglang"
     (out,) = [q for q in tick_queries({"5m"}) if q.family is Family.OUTPUT_TOKENS]
-    assert "vllm_generation_tokens_total" in out.promql
-    assert "vllm:generation_tokens_total" in out.promql
+    vllm_branch = next(b for b in out.promql.split(" or ") if '"engine", "vllm"' in b)
+    assert "vllm_generation_tokens_total" in vllm_branch
+    assert "vllm:generation_tokens_total" in vllm_branch
+    assert "sglang" not in vllm_branch
+    assert '"engine", "sglang"' in out.promql
 
 
 def test_pods_missing_from_the_census_have_no_data(cluster: ClusterState) -> None:
-    """A vanished target still has rate() answers for a window length; the census decides."""
+    """A vanished target still has rate() answers for a window length; the output query keeps
+    live series only (`rate(x[w]) and x`), so the pod it omits has no data at all."""
     prom = FakeProm(
-        {  # the census first: its PromQL also names the token counters
-            "count by": [pod_sample(1, __name__="vllm:generation_tokens_total")],
+        {  # the spot pod's output counter went stale: only its prompt rate still answers
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
             "prompt_tokens_total|": [pod_sample(1000), pod_sample(300, "llama70b-spot-def-1")],
-            "generation_tokens_total|": [pod_sample(500), pod_sample(100, "llama70b-spot-def-1")],
         }
     )
     report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
