@@ -20,3 +20,6 @@ class OperatorConfig:
     status_min_interval_s: float = 30.0
     """At most one status patch per policy this often, unless a condition flips."""
     query_timeout_s: float = 10.0
+    spot_global_cap: int | None = None
+    """Most spot replicas the planner recommends for any one workload (None: the policy's own
+    maxReplicas, or the planner's default of 8 when a policy sets none)."""

@@ -112,6 +112,16 @@ class CostCollector(Collector):
                 "The same tokens priced at an API.",
                 labels=[*w, "api"],
             ),
+            GaugeMetricFamily(
+                "llmcost_spot_recommended_replicas",
+                "Spot replicas the planner recommends for this (spot) workload.",
+                labels=w,
+            ),
+            GaugeMetricFamily(
+                "llmcost_spot_projected_savings_usd_per_hour",
+                "Projected savings of the recommended spot plan vs all on-demand, USD per hour.",
+                labels=w,
+            ),
             GaugeMetricFamily("llmcost_data_stale", "1 when inputs are missing or old.", labels=w),
             GaugeMetricFamily(
                 "llmcost_last_update_timestamp_seconds",
@@ -179,6 +189,13 @@ class CostCollector(Collector):
             add("llmcost_cost_drift_ratio", w, f.drift_ratio)
             for api, value in f.api_equivalent_usd_per_million_tokens.items():
                 add("llmcost_api_equivalent_cost_per_million_tokens_usd", [*w, api], value)
+            if f.spot_recommended_replicas is not None:
+                add("llmcost_spot_recommended_replicas", w, float(f.spot_recommended_replicas))
+            add(
+                "llmcost_spot_projected_savings_usd_per_hour",
+                w,
+                f.spot_projected_savings_usd_per_hour,
+            )
             add("llmcost_data_stale", w, 1.0 if f.stale else 0.0)
             add("llmcost_last_update_timestamp_seconds", w, f.updated_at)
             if self.opencost_compat:

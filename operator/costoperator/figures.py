@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.throughput import Deployment
+from costengine.spotplan import SpotLimits
+from costengine.throughput import BatchRun, Deployment
 from costoperator.cluster import NodeInfo, PodInfo
 
 #: Below this many tokens in the rate window, $/1M is not computed (RELIABILITY 6): a handful
@@ -31,6 +33,34 @@ class ApiPrice:
     name: str
     input_usd_per_million: float
     output_usd_per_million: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpotView:
+    """What the planner needs of `spec.spot` (parsed and validated elsewhere)."""
+
+    mode: str
+    """Recommend or Auto."""
+    target: tuple[str, str]
+    """(kind, name) of the spot workload."""
+    min_replicas: int = 0
+    max_replicas: int | None = None
+    max_spot_fraction: float | None = None
+    target_utilization: float | None = None
+
+    def limits(self, global_cap: int | None) -> SpotLimits:
+        defaults = SpotLimits()
+        return SpotLimits(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas
+            if self.max_replicas is not None
+            else max(self.min_replicas, global_cap or defaults.max_replicas),
+            max_spot_fraction=self.max_spot_fraction
+            if self.max_spot_fraction is not None
+            else defaults.max_spot_fraction,
+            target_utilization=self.target_utilization or defaults.target_utilization,
+            global_cap=global_cap,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +85,8 @@ class PolicyView:
     drift_min_tokens: float = 100_000.0
     prices: PriceSheet | None = None
     """The policy's own sheet (catalogRef + overrides); None = the operator's default."""
+    spot: SpotView | None = None
+    """Spot planning (mode Recommend or Auto); None = off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +100,8 @@ class PodRates:
     requests_per_second: float | None = None
     gpu_busy_ratio: float | None = None
     prefill_seconds_per_second: float | None = None
-    decode_seconds_per_second: float | None = None
-    running_sequences: float | None = None
-    """Mean sequences in the running batch over the window."""
+    decode_gpu_seconds_per_second: float | None = None
+    """vLLM's decode seconds ÷ the mean running batch: one decode step serves the batch."""
     engine: str | None = None
 
 
@@ -98,6 +129,12 @@ class WorkloadFigures:
     baseline_usd_per_million_tokens: float | None = None
     drift_ratio: float | None = None
     api_equivalent_usd_per_million_tokens: Mapping[str, float] = field(default_factory=dict)
+    replica_capacity_tokens_per_second: float | None = None
+    """Tokens/s one replica serves fully busy (the throughput model at the measured shape)."""
+    spot_recommended_replicas: int | None = None
+    spot_projected_savings_usd_per_hour: float | None = None
+    spot_note: str = ""
+    """Why there is no recommendation, or the planner's warnings."""
     stale: bool = False
     problems: tuple[str, ...] = ()
     updated_at: float = 0.0
@@ -162,22 +199,24 @@ def workload_figures(
     )
     in_tps = _sum(r.input_tokens_per_second for r in pod_rates)
     out_tps = _sum(r.output_tokens_per_second for r in pod_rates)
-    base = WorkloadFigures(
-        namespace=policy.namespace,
-        policy=policy.name,
-        workload=workload,
-        model=policy.model or "",
-        gpu=",".join(sorted(gpu_names)),
-        engine=engine,
-        hourly_cost_usd=dict(hourly),
-        gpus=dict(gpus),
-        replicas=dict(replicas),
-        input_tokens_per_second=in_tps,
-        output_tokens_per_second=out_tps,
-        stale=in_tps is None or out_tps is None,
-        problems=tuple(problems),
-        updated_at=now,
-    )
+    # Figures are gathered as fields and the dataclass is built once: a tick at 10,000 pods
+    # builds thousands of them.
+    fields: dict[str, Any] = {
+        "namespace": policy.namespace,
+        "policy": policy.name,
+        "workload": workload,
+        "model": policy.model or "",
+        "gpu": ",".join(sorted(gpu_names)),
+        "engine": engine,
+        "hourly_cost_usd": dict(hourly),
+        "gpus": dict(gpus),
+        "replicas": dict(replicas),
+        "input_tokens_per_second": in_tps,
+        "output_tokens_per_second": out_tps,
+        "stale": in_tps is None or out_tps is None,
+        "problems": tuple(problems),
+        "updated_at": now,
+    }
     total_gpus = sum(gpus.values())
     busy = [
         (r.gpu_busy_ratio, p.gpus)
@@ -187,47 +226,51 @@ def workload_figures(
     ]
     if busy and total_gpus > 0:
         weight = sum(g for _, g in busy)
-        base = replace(base, gpu_utilization_ratio=min(1.0, sum(b * g for b, g in busy) / weight))
+        fields["gpu_utilization_ratio"] = min(1.0, sum(b * g for b, g in busy) / weight)
     if in_tps is None or out_tps is None:
-        return base
+        return WorkloadFigures(**fields)
 
     usd_per_hour = sum(hourly.values())
     total_tps = in_tps + out_tps
     enough = total_tps * policy.window_s >= MIN_TOKENS_IN_WINDOW
-    figures = base
     if enough and usd_per_hour > 0:
         usd_per_second = usd_per_hour / SECONDS_PER_HOUR
         all_usd = usd_per_second / total_tps * TOKENS_PER_MILLION
-        figures = replace(figures, usd_per_million_tokens=all_usd)
+        fields["usd_per_million_tokens"] = all_usd
         prefill_share = _prefill_share(policy, pod_rates, live, gpu_names, in_tps, out_tps)
         if prefill_share is not None:
-            figures = _with_split(
-                figures, usd_per_second, prefill_share, in_tps, out_tps, pod_rates
-            )
+            fields.update(_split(usd_per_second, prefill_share, in_tps, out_tps, pod_rates))
         if policy.api_comparison:
-            figures = replace(
-                figures,
-                api_equivalent_usd_per_million_tokens={
-                    a.name: (in_tps * a.input_usd_per_million + out_tps * a.output_usd_per_million)
-                    / total_tps
-                    for a in policy.api_comparison
-                },
-            )
+            fields["api_equivalent_usd_per_million_tokens"] = {
+                a.name: (in_tps * a.input_usd_per_million + out_tps * a.output_usd_per_million)
+                / total_tps
+                for a in policy.api_comparison
+            }
         if baseline_usd_per_million and baseline_usd_per_million > 0:
-            figures = replace(
-                figures,
-                baseline_usd_per_million_tokens=baseline_usd_per_million,
-                drift_ratio=all_usd / baseline_usd_per_million,
-            )
-    return _with_capacity(figures, policy, live, gpu_names, pod_rates, in_tps, out_tps)
+            fields["baseline_usd_per_million_tokens"] = baseline_usd_per_million
+            fields["drift_ratio"] = all_usd / baseline_usd_per_million
+    fields.update(_capacity(usd_per_hour, policy, live, gpu_names, pod_rates, in_tps, out_tps))
+    return WorkloadFigures(**fields)
 
 
-def _deployment(policy: PolicyView, gpu_names: set[str], gpus_per_pod: float) -> Deployment | None:
+def _serving(
+    policy: PolicyView, gpu_names: set[str], gpus_per_pod: float, shape: tuple[int, int]
+) -> BatchRun | None:
+    """The throughput model's serving figures for one pod of this shape, if it can say."""
     if not policy.model or len(gpu_names) != 1 or gpus_per_pod < 1 or gpus_per_pod % 1:
         return None
     engine = policy.engine if policy.engine in ("vllm", "sglang", "trtllm", "tgi") else "vllm"
+    return _modeled_serving(policy.model, next(iter(gpu_names)), int(gpus_per_pod), engine, *shape)
+
+
+@lru_cache(maxsize=4096)
+def _modeled_serving(
+    model: str, gpu: str, gpus: int, engine: str, input_tokens: int, output_tokens: int
+) -> BatchRun | None:
+    # Cached: a tick asks for the same few shapes for thousands of workloads (the model is
+    # pure, and request shapes are whole tokens).
     try:
-        return Deployment.of(policy.model, next(iter(gpu_names)), int(gpus_per_pod), "fp16", engine)
+        return Deployment.of(model, gpu, gpus, "fp16", engine).serving(input_tokens, output_tokens)
     except CostEngineError:
         return None
 
@@ -252,97 +295,88 @@ def _prefill_share(
     """Share of GPU time spent on prefill: measured from vLLM's phase histograms when present,
     else from the throughput model at the measured request shape."""
     measured = [
-        (r.prefill_seconds_per_second, r.decode_seconds_per_second / max(1.0, r.running_sequences))
+        (r.prefill_seconds_per_second, r.decode_gpu_seconds_per_second)
         for r in pod_rates
-        if r.prefill_seconds_per_second is not None
-        and r.decode_seconds_per_second is not None
-        and r.running_sequences is not None
+        if r.prefill_seconds_per_second is not None and r.decode_gpu_seconds_per_second is not None
     ]
     if measured:
-        # vLLM's phase histograms time each request: prefill seconds are GPU seconds (a prompt
-        # has the GPU to itself), decode seconds are shared by every sequence in the batch.
         prefill = sum(p for p, _ in measured)
         decode_gpu = sum(d for _, d in measured)
         if prefill + decode_gpu > 0:
             return prefill / (prefill + decode_gpu)
     shape = _request_shape(pod_rates, in_tps, out_tps)
     gpus_per_pod = max((p.gpus for p in live), default=0.0)
-    dep = _deployment(policy, gpu_names, gpus_per_pod)
-    if shape is None or dep is None:
-        return None
-    try:
-        return dep.serving(*shape).prefill_time_ratio
-    except CostEngineError:
-        return None
+    run = _serving(policy, gpu_names, gpus_per_pod, shape) if shape else None
+    return run.prefill_time_ratio if run else None
 
 
-def _with_split(
-    figures: WorkloadFigures,
+def _split(
     usd_per_second: float,
     prefill_share: float,
     in_tps: float,
     out_tps: float,
     pod_rates: list[PodRates],
-) -> WorkloadFigures:
-    input_usd = usd_per_second * prefill_share / in_tps * TOKENS_PER_MILLION if in_tps > 0 else None
-    output_usd = (
-        usd_per_second * (1 - prefill_share) / out_tps * TOKENS_PER_MILLION if out_tps > 0 else None
-    )
-    figures = replace(
-        figures, input_usd_per_million_tokens=input_usd, output_usd_per_million_tokens=output_usd
-    )
+) -> dict[str, Any]:
+    """$/1M by token type and the prefix cache's savings, given prefill's share of GPU time."""
+    fields: dict[str, Any] = {
+        "input_usd_per_million_tokens": usd_per_second * prefill_share / in_tps * TOKENS_PER_MILLION
+        if in_tps > 0
+        else None,
+        "output_usd_per_million_tokens": usd_per_second
+        * (1 - prefill_share)
+        / out_tps
+        * TOKENS_PER_MILLION
+        if out_tps > 0
+        else None,
+    }
     hits = _sum(r.prefix_hit_tokens_per_second for r in pod_rates)
     if hits is None:
-        return figures
+        return fields
     queries = _sum(r.prefix_query_tokens_per_second for r in pod_rates)
     lookups = queries if queries else in_tps
-    hit_ratio = min(1.0, hits / lookups) if lookups > 0 else None
+    fields["prefix_cache_hit_ratio"] = min(1.0, hits / lookups) if lookups > 0 else None
     computed = in_tps - hits
-    savings = None
     if computed > 0:
         # A cached prompt token saves what computing one costs: prefill dollars over the prompt
         # tokens actually computed (cached ones are nearly free and would dilute the price).
         usd_per_computed_token = usd_per_second * prefill_share / computed
-        savings = hits * usd_per_computed_token * SECONDS_PER_HOUR
-    return replace(
-        figures, prefix_cache_hit_ratio=hit_ratio, prefix_cache_savings_usd_per_hour=savings
-    )
+        fields["prefix_cache_savings_usd_per_hour"] = (
+            hits * usd_per_computed_token * SECONDS_PER_HOUR
+        )
+    return fields
 
 
-def _with_capacity(
-    figures: WorkloadFigures,
+def _capacity(
+    usd_per_hour: float,
     policy: PolicyView,
     live: list[PodInfo],
     gpu_names: set[str],
     pod_rates: list[PodRates],
     in_tps: float,
     out_tps: float,
-) -> WorkloadFigures:
+) -> dict[str, Any]:
     """Measured output tokens/s over what the model says these pods could serve."""
     gpu_pods = [p for p in live if p.gpus > 0]
     shape = _request_shape(pod_rates, in_tps, out_tps)
     if not gpu_pods or shape is None:
-        return figures
-    dep = _deployment(policy, gpu_names, gpu_pods[0].gpus)
-    if dep is None or any(p.gpus != gpu_pods[0].gpus for p in gpu_pods):
-        return figures
-    try:
-        per_pod = dep.serving(*shape)
-    except CostEngineError:
-        return figures
+        return {}
+    if any(p.gpus != gpu_pods[0].gpus for p in gpu_pods):
+        return {}
+    per_pod = _serving(policy, gpu_names, gpu_pods[0].gpus, shape)
+    if per_pod is None:
+        return {}
     capacity_out = per_pod.output_tokens_per_second * len(gpu_pods)
     capacity_all = per_pod.total_tokens_per_second * len(gpu_pods)
-    usd_per_hour = figures.total_hourly_cost_usd
-    return replace(
-        figures,
-        capacity_utilization_ratio=out_tps / capacity_out if capacity_out > 0 else None,
-        usd_per_million_tokens_at_capacity=usd_per_hour
+    return {
+        "replica_capacity_tokens_per_second": per_pod.total_tokens_per_second or None,
+        "capacity_utilization_ratio": out_tps / capacity_out if capacity_out > 0 else None,
+        "usd_per_million_tokens_at_capacity": usd_per_hour
         / SECONDS_PER_HOUR
         / capacity_all
         * TOKENS_PER_MILLION
         if capacity_all > 0 and usd_per_hour > 0
         else None,
-    )
+    }
 
 
 def carry_forward(previous: WorkloadFigures | None, current: WorkloadFigures) -> WorkloadFigures:

@@ -112,6 +112,9 @@ async def tick_loop(memo: kopf.Memo) -> None:
                     memo["cluster"],
                     runtime.default_prices,
                     snapshot.current(),
+                    None,
+                    runtime.demand,
+                    config.spot_global_cap,
                 )
             except Exception:  # a bug must not stop pricing: log, mark stale, go on
                 log.exception("tick failed")

@@ -21,6 +21,8 @@ from costoperator.crds import (
     InferenceCostPolicySpec,
     InferenceCostPolicyStatus,
     PolicySpecError,
+    SpotMode,
+    SpotSpec,
     duration_seconds,
     parse_gpu_pricing_spec,
     parse_policy_spec,
@@ -28,7 +30,8 @@ from costoperator.crds import (
     status_patch,
     to_wire,
 )
-from costoperator.figures import ApiPrice, PolicyView, WorkloadFigures
+from costoperator.figures import ApiPrice, PolicyView, SpotView, WorkloadFigures
+from costoperator.spot import DemandHistory
 
 PolicyKey = tuple[str, str]  # (namespace, name)
 
@@ -50,6 +53,8 @@ class Runtime:
     invalid: dict[PolicyKey, str] = field(default_factory=dict)
     sheets: dict[str, PriceSheet] = field(default_factory=dict)
     _last_status: dict[PolicyKey, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    demand: DemandHistory = field(default_factory=DemandHistory)
+    """Per policy, the token rates of recent ticks: the spot planner's demand history."""
 
     # --- policies and prices -----------------------------------------------------------------
 
@@ -128,6 +133,7 @@ class Runtime:
             drift_threshold_ratio=drift.threshold_ratio if drift else 1.2,
             drift_min_tokens=float(drift.min_tokens) if drift else 100_000.0,
             prices=self.prices_for(spec),
+            spot=_spot_view(spec.spot),
         )
 
     def tick_interval_s(self, default: float = 30.0) -> float:
@@ -221,6 +227,14 @@ class Runtime:
             if any(s is not None for s in savings)
             else None,
             drift_ratio=_finite(drift),
+            recommended_spot_replicas=next(
+                (
+                    f.spot_recommended_replicas
+                    for f in figs
+                    if f.spot_recommended_replicas is not None
+                ),
+                None,
+            ),
             workloads=len(figs),
             stale=stale,
             conditions=conditions,
@@ -314,4 +328,17 @@ def invalid_status(
         ],
         stale=True,
         last_updated=now,
+    )
+
+
+def _spot_view(spot: SpotSpec | None) -> SpotView | None:
+    if spot is None or spot.mode is SpotMode.OFF or spot.spot_target_ref is None:
+        return None
+    return SpotView(
+        mode=spot.mode.value,
+        target=(spot.spot_target_ref.kind.value, spot.spot_target_ref.name),
+        min_replicas=spot.min_replicas,
+        max_replicas=spot.max_replicas,
+        max_spot_fraction=spot.max_spot_fraction,
+        target_utilization=spot.target_utilization,
     )

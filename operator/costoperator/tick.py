@@ -6,12 +6,15 @@ operator); this module is synchronous and has no kopf dependency, so it is teste
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from costengine.pricing import PriceSheet
 from costoperator.exporter import SnapshotKey
@@ -24,7 +27,8 @@ from costoperator.figures import (
     workload_figures,
 )
 from costoperator.promclient import PromClient, PromError, QueryResult
-from costoperator.queries import Family, NamedQuery, engine_of, tick_queries
+from costoperator.queries import Family, NamedQuery, tick_queries
+from costoperator.spot import DemandHistory, with_recommendations
 from costoperator.state import ClusterState
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,6 @@ _RATE_FIELDS = {
     Family.PREFIX_QUERY_TOKENS: "prefix_query_tokens_per_second",
     Family.REQUESTS: "requests_per_second",
     Family.GPU_BUSY: "gpu_busy_ratio",
-    Family.RUNNING: "running_sequences",
 }
 
 
@@ -48,6 +51,7 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
     partial: bool = False
     seconds: float = 0.0
+    now: float = 0.0
 
     @property
     def prometheus_ok(self) -> bool:
@@ -60,16 +64,13 @@ def _pod_key(labels: Mapping[str, str]) -> PodKey | None:
 
 
 def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict[PodKey, PodRates]]:
-    """Per window, per pod: the rates of every family that returned a sample."""
-    values: dict[str, dict[PodKey, dict[str, float]]] = {}
-    engines: dict[PodKey, set[str]] = {}
+    """Per window, per pod: the rates of every family that returned a sample.
+
+    The output-token query is the census: a pod it does not return has no live token series
+    (its target disappeared, or it serves no known engine), so it has no data in that window,
+    whatever the other families still answer from the shrinking window."""
+    values: dict[str, dict[PodKey, dict[str, Any]]] = {}
     for q, result in results.items():
-        if q.family is Family.ENGINES:
-            for s in result.samples:
-                key = _pod_key(s.labels)
-                if key:
-                    engines.setdefault(key, set()).add(s.labels.get("__name__", ""))
-            continue
         if q.window is None or q.family is Family.BASELINE:
             continue
         per_pod = values.setdefault(q.window, {})
@@ -78,24 +79,24 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
             if key is None:
                 continue
             slot = per_pod.setdefault(key, {})
-            if q.family is Family.PHASE_SECONDS:
+            if q.family is Family.OUTPUT_TOKENS:
+                engine = s.labels.get("engine", "")
+                # A pod exposing two engines' counters: the first engine by name wins.
+                if "engine" not in slot or engine < slot["engine"]:
+                    slot["engine"] = engine
+                    slot["output_tokens_per_second"] = s.value
+            elif q.family is Family.PHASE_SECONDS:
                 phase = s.labels.get("phase")
-                if phase in ("prefill", "decode"):
-                    slot[f"{phase}_seconds_per_second"] = s.value
+                if phase == "prefill":
+                    slot["prefill_seconds_per_second"] = s.value
+                elif phase == "decode":
+                    slot["decode_gpu_seconds_per_second"] = s.value
             elif q.family in _RATE_FIELDS:
                 slot[_RATE_FIELDS[q.family]] = s.value
-    census_ok = any(q.family is Family.ENGINES for q in results)
-    out: dict[str, dict[PodKey, PodRates]] = {}
-    for window, per_pod in values.items():
-        out[window] = {
-            key: PodRates(**fields, engine=engine_of(engines.get(key, ())))
-            for key, fields in per_pod.items()
-            # A target that disappeared gets staleness markers: the census (an instant
-            # selector) drops its pod at once, while rate() still answers from the shrinking
-            # window for a whole window length. Such a pod has no data, not less traffic.
-            if not census_ok or key in engines
-        }
-    return out
+    return {
+        window: {key: PodRates(**fields) for key, fields in per_pod.items() if "engine" in fields}
+        for window, per_pod in values.items()
+    }
 
 
 def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str, str, str], float]:
@@ -148,13 +149,50 @@ def run_queries(
     return results, outcomes, errors
 
 
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one tick. A tick at 10,000 pods builds ~100,000
+    short-lived objects that hold no cycles (reference counting frees them); the collector
+    would trace them, and the whole heap at each full collection, several times per tick
+    (0.3 s of a 1.6 s tick, bench/tick_scale.py). The pause is process-wide and lasts one tick,
+    which query timeouts bound; collection resumes as usual after it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_tick(
+    client: PromClient,
+    policies: Sequence[PolicyView],
+    cluster: ClusterState,
+    prices: PriceSheet,
+    previous: Mapping[SnapshotKey, WorkloadFigures],
+    now: float | None = None,
+    demand: DemandHistory | None = None,
+    spot_global_cap: int | None = None,
+) -> TickReport:
+    """One tick. With `demand` (kept across ticks by the caller), policies with spot planning
+    get their recommendation on their spot workload's figures."""
+    with cyclic_gc_paused():
+        report = _run_tick(client, policies, cluster, prices, previous, now)
+        if demand is not None:
+            report.figures = with_recommendations(
+                policies, report.figures, prices, demand, report.now, spot_global_cap
+            )
+        return report
+
+
+def _run_tick(
     client: PromClient,
     policies: Iterable[PolicyView],
     cluster: ClusterState,
     prices: PriceSheet,
     previous: Mapping[SnapshotKey, WorkloadFigures],
-    now: float | None = None,
+    now: float | None,
 ) -> TickReport:
     started = time.perf_counter()
     now = time.time() if now is None else now
@@ -199,6 +237,7 @@ def run_tick(
         errors=errors,
         partial=partial,
         seconds=time.perf_counter() - started,
+        now=now,
     )
 
 

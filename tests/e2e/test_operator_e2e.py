@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import kmock
 import pytest
 
 from costoperator.promserver import TargetGroup
@@ -20,6 +21,7 @@ from costoperator.stack import Stack, default_stack, wait_for
 #: Warm-up: the fleet starts empty; queues and batches settle within about two minutes.
 STEADY_AFTER_S = 150.0
 WINDOW_S = 60.0  # the policies' window in the demo stack ("1m")
+WRITES = (kmock.method.PATCH, kmock.method.PUT, kmock.method.POST, kmock.method.DELETE)
 PRICES = {"llama70b": (8, 2.21), "llama70b-spot": (4, 0.73), "chat8b": (2, 2.21)}
 
 
@@ -144,6 +146,41 @@ def test_capacity_utilization_is_reported(stack: Stack) -> None:
         value = figure(stack, "llmcost_capacity_utilization_ratio", workload)
         assert value is not None
         assert 0 < value < 1.5
+
+
+def test_spot_recommendation_is_published_and_nothing_is_written(stack: Stack) -> None:
+    """The example policy's `spot.mode: Recommend`: a replica count and projected savings on
+    the spot workload's series and in the status, and not one write to a workload
+    (RELIABILITY 10: zero PATCH calls in the API log)."""
+
+    def recommended() -> float | None:
+        return figure(stack, "llmcost_spot_recommended_replicas", "llama70b-spot")
+
+    assert wait_for(lambda: recommended() is not None, 90)
+    replicas = recommended()
+    assert replicas is not None
+    assert 0 <= replicas <= 8  # the example's maxReplicas
+    assert replicas == int(replicas)
+    savings = figure(stack, "llmcost_spot_projected_savings_usd_per_hour", "llama70b-spot")
+    assert savings is not None
+    assert math.isfinite(savings)
+    assert figure(stack, "llmcost_spot_recommended_replicas", "llama70b") is None
+
+    def in_status() -> bool:
+        body = stack.cluster.get("icp", "llama70b", namespace="inference") or {}
+        return (body.get("status") or {}).get("recommendedSpotReplicas") is not None
+
+    assert wait_for(in_status, 30)
+    log = list(stack.cluster.handler)
+    assert any(r.url.path.startswith("/apis/apps/") for r in log)  # the log sees workload calls
+    writes = [
+        r
+        for r in log
+        if r.method
+        in (kmock.method.PATCH, kmock.method.PUT, kmock.method.POST, kmock.method.DELETE)
+        and r.url.path.startswith("/apis/apps/")
+    ]
+    assert writes == []
 
 
 def test_prefix_cache_savings_follow_the_hits(stack: Stack) -> None:

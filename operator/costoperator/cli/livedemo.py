@@ -62,6 +62,7 @@ def _policies(stack: Stack) -> list[dict[str, Any]]:
                 "usd_per_million_tokens": status.get("usdPerMillionTokens"),
                 "tokens_per_second": status.get("tokensPerSecond"),
                 "drift_ratio": status.get("driftRatio"),
+                "spot": status.get("recommendedSpotReplicas"),
                 "stale": status.get("stale"),
             }
         )
@@ -72,6 +73,13 @@ def _capacity(row: dict[str, Any]) -> str:
     spot = row.get("llmcost_gpus.spot") or 0
     od = row.get("llmcost_gpus.on_demand") or 0
     return "spot" if spot and not od else ("on-demand" if od and not spot else "mixed")
+
+
+def _spot(row: dict[str, Any]) -> str:
+    replicas = row.get("llmcost_spot_recommended_replicas")
+    if replicas is None:
+        return "—"
+    return f"{replicas:g} ({money(row.get('llmcost_spot_projected_savings_usd_per_hour'))})"
 
 
 def _view(stack: Stack) -> Group:
@@ -90,6 +98,7 @@ def _view(stack: Stack) -> Group:
         "GPU util",
         "cap. util",
         "prefix saved $/h",
+        "spot rec. (saves $/h)",
         "stale",
     ):
         table.add_column(h, justify="left" if h == "workload" else "right")
@@ -110,10 +119,11 @@ def _view(stack: Stack) -> Group:
             pct(r.get("llmcost_gpu_utilization_ratio"), 0),
             pct(r.get("llmcost_capacity_utilization_ratio"), 0),
             money(r.get("llmcost_cache_savings_usd_per_hour.prefix"), 3),
+            _spot(r),
             "yes" if r.get("llmcost_data_stale") else "no",
         )
     policies = Table(title="InferenceCostPolicy status (kubectl get icp)", title_justify="left")
-    for h in ("policy", "Ready", "$/1M", "tokens/s", "drift", "stale"):
+    for h in ("policy", "Ready", "$/1M", "tokens/s", "drift", "spot rec.", "stale"):
         policies.add_column(h, justify="left" if h == "policy" else "right")
     for p in _policies(stack):
         policies.add_row(
@@ -122,6 +132,7 @@ def _view(stack: Stack) -> Group:
             money(p["usd_per_million_tokens"], 3),
             num(p["tokens_per_second"]),
             f"{p['drift_ratio']:.2f}" if p["drift_ratio"] is not None else "—",
+            str(p["spot"]) if p["spot"] is not None else "—",
             str(p["stale"]).lower() if p["stale"] is not None else "—",
         )
     return Group(table, policies)

@@ -1,0 +1,168 @@
+"""The spot planner in the operator: each tick's figures → a spot replica recommendation.
+
+Per policy with `spec.spot.mode` Recommend or Auto: the policy's total token rate is the
+demand (kept per tick in `DemandHistory`), the workloads other than `spotTargetRef` are the
+on-demand base, and one replica's capacity comes from the throughput model at the measured
+request shape (or, without a model, from measured tokens/s over the measured GPU busy
+fraction). `costengine.spotplan.plan_spot` does the planning; this module only gathers its
+inputs and attaches the result to the spot workload's figures, where the exporter publishes
+`llmcost_spot_recommended_replicas` and `llmcost_spot_projected_savings_usd_per_hour`.
+
+Nothing here writes to a workload: Recommend mode only publishes (RELIABILITY 10). Missing or
+stale inputs produce no recommendation (RELIABILITY 1: no data is never a reason to scale).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from costengine.errors import CostEngineError
+from costengine.pricing import CapacityType, PriceSheet
+from costengine.spotplan import ReplicaEconomics, SpotPlan, plan_spot
+from costoperator.figures import PolicyView, WorkloadFigures
+
+#: Demand history kept per policy: the planner's base quantile looks at this much.
+HISTORY_S = 3600.0
+#: Below this GPU busy fraction, measured tokens/s ÷ busy is too noisy to be a capacity.
+MIN_BUSY_FOR_CAPACITY = 0.05
+
+
+class DemandHistory:
+    """Per policy, the total tokens/s of recent ticks (oldest first), an hour at most."""
+
+    def __init__(self, keep_s: float = HISTORY_S) -> None:
+        self.keep_s = keep_s
+        self._samples: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+
+    def add(self, key: tuple[str, str], now: float, tokens_per_second: float) -> None:
+        samples = self._samples.setdefault(key, deque())
+        samples.append((now, tokens_per_second))
+        while samples and samples[0][0] < now - self.keep_s:
+            samples.popleft()
+
+    def values(self, key: tuple[str, str], since: float | None = None) -> list[float]:
+        return [v for t, v in self._samples.get(key, ()) if since is None or t >= since]
+
+    def forget_except(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop the history of deleted policies (memory stays bounded by live policies)."""
+        live = set(keys)
+        for key in list(self._samples):
+            if key not in live:
+                del self._samples[key]
+
+
+def replica_capacity(f: WorkloadFigures) -> float | None:
+    """Tokens/s one replica of this workload serves when fully busy, if known."""
+    if f.replica_capacity_tokens_per_second:
+        return f.replica_capacity_tokens_per_second
+    replicas = sum(f.replicas.values())
+    tps = f.total_tokens_per_second
+    busy = f.gpu_utilization_ratio
+    if tps and replicas and busy and busy >= MIN_BUSY_FOR_CAPACITY:
+        return tps / replicas / busy
+    return None
+
+
+def plan_for_policy(
+    policy: PolicyView,
+    figures: Mapping[str, WorkloadFigures],
+    prices: PriceSheet,
+    history: DemandHistory,
+    now: float,
+    global_cap: int | None = None,
+) -> tuple[SpotPlan | None, str]:
+    """The plan for one policy's workloads (by workload name), or None and why not."""
+    spot = policy.spot
+    if spot is None:
+        return None, "spot planning is off"
+    kind, name = spot.target
+    if name not in figures:
+        return None, f"spotTargetRef {kind} {name} is not among the policy's workloads"
+    base = [f for w, f in figures.items() if w != name]
+    everything = list(figures.values())
+    if any(f.stale for f in everything) or any(f.total_tokens_per_second is None for f in base):
+        return None, "inputs are missing or stale: no recommendation (holding)"
+    demand = sum(f.total_tokens_per_second or 0.0 for f in everything)
+    key = (policy.namespace, policy.name)
+    history.add(key, now, demand)
+    capacities = [c for f in base for c in [replica_capacity(f)] if c]
+    if not capacities:
+        return None, "no replica capacity: set spec.model, or wait for GPU utilization data"
+    gpus = sum(sum(f.gpus.values()) for f in base)
+    replicas = sum(sum(f.replicas.values()) for f in base)
+    gpu_names = {g for f in everything for g in f.gpu.split(",") if g}
+    if len(gpu_names) != 1 or not replicas or not gpus:
+        return None, "the on-demand workloads need running GPU pods of one GPU type"
+    gpu = next(iter(gpu_names))
+    try:
+        on_demand_usd = prices.usd_per_gpu_hour(gpu, CapacityType.ON_DEMAND)
+        spot_usd = prices.usd_per_gpu_hour(gpu, CapacityType.SPOT)
+    except CostEngineError as exc:
+        return None, f"no price: {exc}"
+    economics = ReplicaEconomics(
+        tokens_per_second=min(capacities),
+        gpus_per_replica=gpus / replicas,
+        on_demand_usd_per_gpu_hour=on_demand_usd,
+        spot_usd_per_gpu_hour=spot_usd,
+    )
+    # Bursts that matter are those a spot replica ordered now could still meet: the peak of
+    # the last cold start (at least the rate window).
+    recent = history.values(key, since=now - max(economics.cold_start_s, policy.window_s))
+    on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
+    try:
+        plan = plan_spot(
+            history.values(key),
+            demand,
+            on_demand,
+            economics,
+            spot.limits(global_cap),
+            recent_peak_horizon=len(recent),
+        )
+    except CostEngineError as exc:
+        return None, f"planner: {exc}"
+    return plan, "; ".join(plan.reasons)
+
+
+def with_recommendations(
+    policies: Iterable[PolicyView],
+    figures: Mapping[tuple[str, str, str], WorkloadFigures],
+    default_prices: PriceSheet,
+    history: DemandHistory,
+    now: float,
+    global_cap: int | None = None,
+) -> dict[tuple[str, str, str], WorkloadFigures]:
+    """The tick's figures, with each planned policy's recommendation on its spot workload."""
+    out = dict(figures)
+    planned = []
+    for policy in policies:
+        if policy.spot is None:
+            continue
+        planned.append((policy.namespace, policy.name))
+        mine = {w: f for (ns, p, w), f in figures.items() if (ns, p) == planned[-1]}
+        plan, why = plan_for_policy(
+            policy, mine, policy.prices or default_prices, history, now, global_cap
+        )
+        key = (policy.namespace, policy.name, policy.spot.target[1])
+        if key not in out:
+            continue
+        if plan is None:  # absent, not a number from another tick (RELIABILITY 1)
+            out[key] = replace(
+                out[key],
+                spot_recommended_replicas=None,
+                spot_projected_savings_usd_per_hour=None,
+                spot_note=why,
+            )
+            continue
+        out[key] = replace(
+            out[key],
+            spot_recommended_replicas=plan.spot_replicas,
+            spot_projected_savings_usd_per_hour=plan.savings_usd_per_hour
+            if math.isfinite(plan.savings_usd_per_hour)
+            else None,
+            spot_note=why,
+        )
+    history.forget_except(planned)
+    return out

@@ -1,0 +1,180 @@
+"""The spot planner in the operator: inputs gathered from a tick's figures, the result on the
+spot workload's figures and on /metrics, and no recommendation without data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import generate_latest
+
+from costengine.pricing import CapacityType, seed_price_sheet
+from costengine.spotplan import ReplicaEconomics, SpotLimits, plan_spot
+from costoperator.exporter import Snapshot, build_registry
+from costoperator.figures import PolicyView, SpotView, WorkloadFigures
+from costoperator.spot import DemandHistory, plan_for_policy, replica_capacity, with_recommendations
+
+OD, SPOT = CapacityType.ON_DEMAND, CapacityType.SPOT
+PRICES = seed_price_sheet()  # A100-80GB: $2.21 on demand, $0.73 spot
+CAPACITY = 2000.0  # tokens/s one 4-GPU replica serves fully busy
+
+
+def figures(
+    workload: str,
+    replicas: int,
+    capacity: CapacityType,
+    tokens_per_second: float | None,
+    *,
+    stale: bool = False,
+    replica_capacity: float | None = CAPACITY,
+    gpu_utilization: float | None = None,
+) -> WorkloadFigures:
+    return WorkloadFigures(
+        namespace="inference",
+        policy="llama70b",
+        workload=workload,
+        model="llama-2-70b",
+        gpu="A100-80GB",
+        engine="vllm",
+        hourly_cost_usd={capacity: replicas * 4 * (2.21 if capacity is OD else 0.73)},
+        gpus={capacity: replicas * 4.0},
+        replicas={capacity: replicas},
+        input_tokens_per_second=None if tokens_per_second is None else tokens_per_second * 0.8,
+        output_tokens_per_second=None if tokens_per_second is None else tokens_per_second * 0.2,
+        gpu_utilization_ratio=gpu_utilization,
+        replica_capacity_tokens_per_second=replica_capacity,
+        stale=stale,
+    )
+
+
+def policy(**spot: object) -> PolicyView:
+    return PolicyView(
+        namespace="inference",
+        name="llama70b",
+        window="5m",
+        window_s=300,
+        spot=SpotView(
+            mode="Recommend",
+            target=("Deployment", "llama70b-spot"),
+            **spot,  # type: ignore[arg-type]
+        ),
+    )
+
+
+def fleet(
+    od_tps: float | None, spot_tps: float = 0.0, spot_replicas: int = 0, **kw: object
+) -> dict[str, WorkloadFigures]:
+    return {
+        "llama70b": figures("llama70b", 2, OD, od_tps, **kw),  # type: ignore[arg-type]
+        "llama70b-spot": figures("llama70b-spot", spot_replicas, SPOT, spot_tps),
+    }
+
+
+def test_burst_beyond_the_on_demand_base_gets_spot_replicas_and_savings() -> None:
+    # 2 on-demand replicas run at most 2 × 2000 × 0.7 = 2800 tokens/s at target utilization;
+    # 5000 tokens/s × 1.1 headroom needs ceil(5500 / 1400) = 4 replicas: 2 more on spot.
+    plan, why = plan_for_policy(policy(), fleet(5000), PRICES, DemandHistory(), now=100)
+    assert plan is not None, why
+    expected = plan_spot(
+        [5000],
+        5000,
+        2,
+        ReplicaEconomics(CAPACITY, 4, 2.21, 0.73),
+        SpotLimits(max_replicas=8),
+        recent_peak_horizon=1,
+    )
+    assert plan.spot_replicas == expected.spot_replicas == 2
+    assert plan.savings_usd_per_hour == pytest.approx(expected.savings_usd_per_hour)
+    assert plan.savings_usd_per_hour > 0
+
+
+def test_the_recent_peak_sizes_spot_but_an_old_one_does_not() -> None:
+    history = DemandHistory()
+    plan_for_policy(policy(), fleet(9000), PRICES, history, now=0)  # a burst, an hour ago
+    plan, _ = plan_for_policy(policy(), fleet(2000), PRICES, history, now=3000)
+    assert plan is not None
+    assert plan.spot_replicas == 0
+    plan, _ = plan_for_policy(policy(), fleet(2000), PRICES, history, now=3030)
+    history.add(("inference", "llama70b"), 3040, 8000)  # a burst within the cold start
+    plan, _ = plan_for_policy(policy(), fleet(2000), PRICES, history, now=3050)
+    assert plan is not None
+    assert plan.spot_replicas > 0
+
+
+def test_limits_of_the_policy_bound_the_recommendation() -> None:
+    plan, _ = plan_for_policy(policy(max_replicas=1), fleet(20000), PRICES, DemandHistory(), now=1)
+    assert plan is not None
+    assert plan.spot_replicas == 1
+    plan, _ = plan_for_policy(
+        policy(max_spot_fraction=0.5), fleet(20000), PRICES, DemandHistory(), now=1
+    )
+    assert plan is not None
+    assert plan.spot_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("workloads", "reason"),
+    [
+        (fleet(5000, stale=True), "stale"),
+        ({"llama70b": figures("llama70b", 2, OD, 5000)}, "spotTargetRef"),
+        (fleet(None), "stale"),
+        (fleet(5000, replica_capacity=None), "capacity"),
+    ],
+)
+def test_no_recommendation_without_data(workloads: dict[str, WorkloadFigures], reason: str) -> None:
+    history = DemandHistory()
+    plan, why = plan_for_policy(policy(), workloads, PRICES, history, now=1)
+    assert plan is None
+    assert reason in why
+    if reason == "stale":
+        assert history.values(("inference", "llama70b")) == []  # no data is not demand
+
+
+def test_capacity_falls_back_to_measured_rate_over_gpu_busy() -> None:
+    f = figures("llama70b", 2, OD, 1000, replica_capacity=None, gpu_utilization=0.25)
+    assert replica_capacity(f) == pytest.approx(1000 / 2 / 0.25)
+    idle = figures("llama70b", 2, OD, 10, replica_capacity=None, gpu_utilization=0.01)
+    assert replica_capacity(idle) is None
+
+
+def test_recommendation_is_exported_and_cleared_when_data_goes_missing() -> None:
+    view = policy()
+    tick = {("inference", "llama70b", w): f for w, f in fleet(5000).items()}
+    history = DemandHistory()
+    out = with_recommendations([view], tick, PRICES, history, now=10)
+    spot = out[("inference", "llama70b", "llama70b-spot")]
+    assert spot.spot_recommended_replicas == 2
+    snapshot = Snapshot()
+    snapshot.replace(out)
+    registry, _ = build_registry(snapshot)
+    text = generate_latest(registry).decode()
+    assert "llmcost_spot_recommended_replicas{" in text
+    assert 'workload="llama70b-spot"} 2.0' in text
+    savings = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("llmcost_spot_projected_savings_usd_per_hour{")
+    ]
+    assert len(savings) == 1
+    assert savings[0] > 0
+    assert math.isfinite(savings[0])
+
+    stale = dict(tick.items())
+    stale[("inference", "llama70b", "llama70b")] = figures("llama70b", 2, OD, 5000, stale=True)
+    # The previous tick's recommendation rides on carried-forward figures: it must go.
+    stale[("inference", "llama70b", "llama70b-spot")] = spot
+    out = with_recommendations([view], stale, PRICES, history, now=40)
+    spot = out[("inference", "llama70b", "llama70b-spot")]
+    assert spot.spot_recommended_replicas is None
+    assert spot.spot_projected_savings_usd_per_hour is None
+    assert "stale" in spot.spot_note
+
+
+def test_history_is_bounded_in_time_and_forgets_deleted_policies() -> None:
+    history = DemandHistory(keep_s=60)
+    for t in range(0, 300, 30):
+        history.add(("ns", "a"), t, float(t))
+    assert history.values(("ns", "a")) == [210.0, 240.0, 270.0]
+    history.add(("ns", "b"), 0, 1.0)
+    history.forget_except([("ns", "a")])
+    assert history.values(("ns", "b")) == []
