@@ -434,6 +434,29 @@ class SemanticCacheSpec(_Wire):
     tokens_served_metric: MetricName = Field(
         description="Counter of tokens answered from the semantic cache."
     )
+    match_labels: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None,
+        description="Labels the gateway's series for this policy carry (e.g. model: llama70b); "
+        "unset: the series in the policy's namespace.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",
+                    "message": "matchLabels keys must be Prometheus label names",
+                },
+                {"rule": "size(self) <= 8", "message": "at most 8 matchLabels"},
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _label_names(self) -> Self:
+        if len(self.match_labels or {}) > 8:
+            raise ValueError("at most 8 matchLabels")
+        for key in self.match_labels or {}:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
+                raise ValueError(f"matchLabels key {key!r} is not a Prometheus label name")
+        return self
 
 
 class CacheSpec(_Wire):

@@ -184,6 +184,12 @@ class CostCollector(Collector):
             )
             add("llmcost_cache_hit_ratio", [*w, "prefix"], f.prefix_cache_hit_ratio)
             add(
+                "llmcost_cache_savings_usd_per_hour",
+                [*w, "semantic"],
+                f.semantic_cache_savings_usd_per_hour,
+            )
+            add("llmcost_cache_hit_ratio", [*w, "semantic"], f.semantic_cache_hit_ratio)
+            add(
                 "llmcost_cost_baseline_per_million_tokens_usd", w, f.baseline_usd_per_million_tokens
             )
             add("llmcost_cost_drift_ratio", w, f.drift_ratio)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from costengine.caching import semantic_cache_savings_usd_per_hour
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
 from costengine.spotplan import SpotLimits
 from costengine.throughput import BatchRun, Deployment
 from costoperator.cluster import NodeInfo, PodInfo
+from costoperator.queries import Family, MetricOverrides, SemanticCounters
 
 #: Below this many tokens in the rate window, $/1M is not computed (RELIABILITY 6): a handful
 #: of tokens over a whole fleet's hourly cost is noise, not a price.
@@ -87,6 +89,10 @@ class PolicyView:
     """The policy's own sheet (catalogRef + overrides); None = the operator's default."""
     spot: SpotView | None = None
     """Spot planning (mode Recommend or Auto); None = off."""
+    metrics: MetricOverrides | None = None
+    """`spec.metrics`: counters read instead of the engine's."""
+    semantic: SemanticCounters | None = None
+    """`spec.cache.semantic`: a gateway's semantic-cache counters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,24 @@ class PodRates:
     decode_gpu_seconds_per_second: float | None = None
     """vLLM's decode seconds ÷ the mean running batch: one decode step serves the batch."""
     engine: str | None = None
+    custom: Mapping[Family, float] = field(default_factory=dict)
+    """Rates of the counters that policies' `spec.metrics` name, by family."""
+
+    def overridden(self, overrides: MetricOverrides) -> PodRates:
+        """These rates with the families `overrides` names read from its counters (absent
+        when the pod has no such series: never the engine's counter instead)."""
+        fields: dict[str, Any] = {
+            _FAMILY_FIELDS[family]: self.custom.get(family) for family in overrides.by_family()
+        }
+        return replace(self, **fields)
+
+
+_FAMILY_FIELDS = {
+    Family.INPUT_TOKENS: "input_tokens_per_second",
+    Family.OUTPUT_TOKENS: "output_tokens_per_second",
+    Family.PREFIX_HIT_TOKENS: "prefix_hit_tokens_per_second",
+    Family.PREFIX_QUERY_TOKENS: "prefix_query_tokens_per_second",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +150,9 @@ class WorkloadFigures:
     usd_per_million_tokens_at_capacity: float | None = None
     prefix_cache_savings_usd_per_hour: float | None = None
     prefix_cache_hit_ratio: float | None = None
+    semantic_cache_savings_usd_per_hour: float | None = None
+    semantic_cache_hit_ratio: float | None = None
+    requests_per_second: float | None = None
     baseline_usd_per_million_tokens: float | None = None
     drift_ratio: float | None = None
     api_equivalent_usd_per_million_tokens: Mapping[str, float] = field(default_factory=dict)
@@ -191,6 +218,8 @@ def workload_figures(
             problems.append(f"pod {pod.name}: no price: {exc}")
 
     pod_rates = [rates[(p.namespace, p.name)] for p in live if (p.namespace, p.name) in rates]
+    if policy.metrics is not None:
+        pod_rates = [r.overridden(policy.metrics) for r in pod_rates]
     engines = {r.engine for r in pod_rates if r.engine}
     engine = (
         policy.engine
@@ -213,6 +242,7 @@ def workload_figures(
         "replicas": dict(replicas),
         "input_tokens_per_second": in_tps,
         "output_tokens_per_second": out_tps,
+        "requests_per_second": _sum(r.requests_per_second for r in pod_rates),
         "stale": in_tps is None or out_tps is None,
         "problems": tuple(problems),
         "updated_at": now,
@@ -377,6 +407,81 @@ def _capacity(
         if capacity_all > 0 and usd_per_hour > 0
         else None,
     }
+
+
+def _matches(labels: Mapping[str, str], counters: SemanticCounters, namespace: str) -> bool:
+    if counters.match_labels:
+        return all(labels.get(k) == v for k, v in counters.match_labels)
+    return labels.get("namespace") == namespace
+
+
+def with_semantic_savings(
+    policy: PolicyView,
+    figures: Mapping[tuple[str, str, str], WorkloadFigures],
+    rows: Iterable[tuple[str, Mapping[str, str], float]],
+) -> dict[tuple[str, str, str], WorkloadFigures]:
+    """A semantic cache answers a hit with a stored response: the whole request never reaches
+    the GPUs. Its savings are the tokens it served priced at the policy's own $/1M output
+    tokens, plus each hit's prompt (the policy's mean prompt length) at $/1M input tokens —
+    `costengine.caching.semantic_cache_savings_usd_per_hour`. Without a hits counter only the
+    served tokens count (a lower bound); without the input/output split, both are priced at
+    the all-token $/1M. The policy's savings go to its workloads by their share of tokens.
+
+    `rows` are (counter name, labels, rate) of the tick's semantic query."""
+    counters = policy.semantic
+    if counters is None:
+        return dict(figures)
+    served = hits = None
+    for name, labels, value in rows:
+        if not _matches(labels, counters, policy.namespace):
+            continue
+        if name == counters.tokens_served:
+            served = (served or 0.0) + value
+        elif name == counters.hits:
+            hits = (hits or 0.0) + value
+    figs = list(figures.values())
+    usd_per_hour = sum(f.total_hourly_cost_usd for f in figs)
+    in_tps = _sum(f.input_tokens_per_second for f in figs)
+    out_tps = _sum(f.output_tokens_per_second for f in figs)
+    requests = _sum(f.requests_per_second for f in figs)
+    priced = any(f.usd_per_million_tokens is not None for f in figs)
+    if served is None or not priced or not in_tps or not out_tps or usd_per_hour <= 0:
+        return dict(figures)
+    all_usd = usd_per_hour / SECONDS_PER_HOUR / (in_tps + out_tps) * TOKENS_PER_MILLION
+    input_usd = _weighted_price(figs, "input")
+    output_usd = _weighted_price(figs, "output")
+    if input_usd is None or output_usd is None:
+        input_usd = output_usd = all_usd
+    prompt_tokens = in_tps / requests if requests else None
+    hit_input_tps = hits * prompt_tokens if hits is not None and prompt_tokens else 0.0
+    savings = semantic_cache_savings_usd_per_hour(hit_input_tps, served, input_usd, output_usd)
+    hit_ratio = hits / (hits + requests) if hits is not None and requests else None
+    total = in_tps + out_tps
+    return {
+        key: replace(
+            f,
+            semantic_cache_savings_usd_per_hour=savings
+            * (f.total_tokens_per_second or 0.0)
+            / total,
+            semantic_cache_hit_ratio=hit_ratio,
+        )
+        for key, f in figures.items()
+    }
+
+
+def _weighted_price(figs: list[WorkloadFigures], token_type: str) -> float | None:
+    """The policy's $/1M for one token type: workloads' prices weighted by their token rates."""
+    pairs = [
+        (
+            getattr(f, f"{token_type}_usd_per_million_tokens"),
+            getattr(f, f"{token_type}_tokens_per_second"),
+        )
+        for f in figs
+    ]
+    known: list[tuple[float, float]] = [(usd, tps) for usd, tps in pairs if usd is not None and tps]
+    if not known or len(known) != len([1 for _, tps in pairs if tps]):
+        return None
+    return sum(usd * tps for usd, tps in known) / sum(tps for _, tps in known)
 
 
 def carry_forward(previous: WorkloadFigures | None, current: WorkloadFigures) -> WorkloadFigures:

@@ -19,7 +19,7 @@ config does not honour labels; both are normalised to `namespace`/`pod` here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,6 +32,7 @@ class Family(StrEnum):
     REQUESTS = "requests"
     GPU_BUSY = "gpu_busy"
     PHASE_SECONDS = "phase_seconds"
+    SEMANTIC = "semantic"
     BASELINE = "baseline"
 
 
@@ -90,6 +91,49 @@ class NamedQuery:
     family: Family
     window: str | None
     promql: str
+    custom: bool = False
+    """Over the counters that policies' `spec.metrics` name instead of the engine's."""
+
+
+#: The `engine` label of the output query's branch over `spec.metrics` output counters.
+CUSTOM_ENGINE = "custom"
+#: The label that names the counter of a semantic-cache row (rate() drops `__name__`).
+SEMANTIC_METRIC_LABEL = "llmcost_metric"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOverrides:
+    """A policy's `spec.metrics`: counter names read instead of the engine's, per family."""
+
+    input_tokens: str | None = None
+    output_tokens: str | None = None
+    prefix_hit_tokens: str | None = None
+    prefix_query_tokens: str | None = None
+
+    def by_family(self) -> dict[Family, str]:
+        names = {
+            Family.INPUT_TOKENS: self.input_tokens,
+            Family.OUTPUT_TOKENS: self.output_tokens,
+            Family.PREFIX_HIT_TOKENS: self.prefix_hit_tokens,
+            Family.PREFIX_QUERY_TOKENS: self.prefix_query_tokens,
+        }
+        return {family: name for family, name in names.items() if name}
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticCounters:
+    """A policy's `spec.cache.semantic`: a gateway's counters and which of its series count."""
+
+    tokens_served: str
+    hits: str | None = None
+    match_labels: tuple[tuple[str, str], ...] = ()
+    """Label matchers; empty = the series in the policy's namespace."""
+
+    def names(self) -> tuple[str, ...]:
+        return (self.tokens_served, self.hits) if self.hits else (self.tokens_served,)
+
+    def grouping(self) -> set[str]:
+        return {key for key, _ in self.match_labels} or {"namespace"}
 
 
 def _names_regex(names: Iterable[str]) -> str:
@@ -144,33 +188,64 @@ def family_names(
     return names
 
 
-def _live_rate_by_engine(profiles: Iterable[EngineProfile], window: str) -> str:
+def _live_rate_by_engine(branches: Mapping[str, set[str]], window: str) -> str:
     """Output tokens/s per pod, one branch per engine labelled `engine`, live series only."""
-    branches = []
-    for p in profiles:
-        selector = f'{{__name__=~"{_names_regex(_spellings(p.output_tokens))}"}}'
+    out = []
+    for engine, names in branches.items():
+        selector = f'{{__name__=~"{_names_regex(names)}"}}'
         rate = f"sum by (namespace, pod) (rate({selector}[{window}]) and {selector})"
-        branches.append(f'label_replace({rate}, "engine", "{p.name}", "", "")')
-    return " or ".join(branches)
+        out.append(f'label_replace({rate}, "engine", "{engine}", "", "")')
+    return " or ".join(out)
+
+
+def _semantic(counters: Iterable[SemanticCounters], window: str) -> str | None:
+    """Per counter name, its rate summed by the labels that policies match on (or namespace);
+    one branch per name, labelled with it."""
+    grouping: dict[str, set[str]] = {}
+    for c in counters:
+        for name in c.names():
+            grouping.setdefault(name, set()).update(c.grouping())
+    branches = [
+        f"label_replace(sum by ({', '.join(sorted(keys))}) (rate({name}[{window}])), "
+        f'"{SEMANTIC_METRIC_LABEL}", "{name}", "", "")'
+        for name, keys in sorted(grouping.items())
+    ]
+    return " or ".join(branches) if branches else None
 
 
 def tick_queries(
     windows: Iterable[str],
     baseline_windows: Iterable[str] = (),
-    custom_profiles: Iterable[EngineProfile] = (),
+    overrides: Iterable[MetricOverrides] = (),
+    semantic: Iterable[SemanticCounters] = (),
 ) -> list[NamedQuery]:
     """Every query of one tick: per distinct rate window, one per family; one drift baseline
-    per distinct baseline window."""
-    profiles = [*ENGINE_PROFILES.values(), *custom_profiles]
-    names = family_names(profiles)
+    per distinct baseline window. Policies' `spec.metrics` add at most one query per
+    overridden family (over the union of the names they give) and a branch to the output
+    query; `spec.cache.semantic` adds one query with a branch per counter name. None of these
+    grows with the number of policies."""
+    names = family_names(ENGINE_PROFILES.values())
+    custom: dict[Family, set[str]] = {}
+    for o in overrides:
+        for family, name in o.by_family().items():
+            custom.setdefault(family, set()).update(_spellings(name))
+    engines = {p.name: _spellings(p.output_tokens) for p in ENGINE_PROFILES.values()}
+    if Family.OUTPUT_TOKENS in custom:
+        engines[CUSTOM_ENGINE] = custom[Family.OUTPUT_TOKENS]
+    semantic = list(semantic)
     running = _names_regex(set().union(*(_spellings(n) for n in RUNNING_GAUGES)))
     queries: list[NamedQuery] = []
     for w in sorted(set(windows)):
         for family, members in names.items():
             if family is Family.OUTPUT_TOKENS:
-                queries.append(NamedQuery(family, w, _live_rate_by_engine(profiles, w)))
+                queries.append(NamedQuery(family, w, _live_rate_by_engine(engines, w)))
             elif members:
                 queries.append(NamedQuery(family, w, _rate_sum(members, w)))
+        for family, members in sorted(custom.items()):
+            if family is not Family.OUTPUT_TOKENS:
+                queries.append(NamedQuery(family, w, _rate_sum(members, w), custom=True))
+        if (promql := _semantic(semantic, w)) is not None:
+            queries.append(NamedQuery(Family.SEMANTIC, w, promql))
         busy = f"{_dcgm(GPU_BUSY_PREFERRED, w)} or {_dcgm(GPU_BUSY_FALLBACK, w, ' / 100')}"
         queries.append(NamedQuery(Family.GPU_BUSY, w, busy))
         # vLLM times each request's phases. Prefill seconds are GPU seconds (a prompt has the

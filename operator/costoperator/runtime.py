@@ -31,6 +31,7 @@ from costoperator.crds import (
     to_wire,
 )
 from costoperator.figures import ApiPrice, PolicyView, SpotView, WorkloadFigures
+from costoperator.queries import MetricOverrides, SemanticCounters
 from costoperator.spot import DemandHistory
 
 PolicyKey = tuple[str, str]  # (namespace, name)
@@ -134,6 +135,8 @@ class Runtime:
             drift_min_tokens=float(drift.min_tokens) if drift else 100_000.0,
             prices=self.prices_for(spec),
             spot=_spot_view(spec.spot),
+            metrics=_overrides(spec),
+            semantic=_semantic(spec),
         )
 
     def tick_interval_s(self, default: float = 30.0) -> float:
@@ -166,7 +169,11 @@ class Runtime:
         capacity = _weighted(
             (f.capacity_utilization_ratio, f.output_tokens_per_second or 0.0) for f in figs
         )
-        savings = [f.prefix_cache_savings_usd_per_hour for f in figs]
+        savings = [
+            s
+            for f in figs
+            for s in (f.prefix_cache_savings_usd_per_hour, f.semantic_cache_savings_usd_per_hour)
+        ]
         baseline = _weighted(
             (f.baseline_usd_per_million_tokens, f.total_tokens_per_second or 0.0) for f in figs
         )
@@ -341,4 +348,29 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         max_replicas=spot.max_replicas,
         max_spot_fraction=spot.max_spot_fraction,
         target_utilization=spot.target_utilization,
+    )
+
+
+def _overrides(spec: InferenceCostPolicySpec) -> MetricOverrides | None:
+    m = spec.metrics
+    if m is None:
+        return None
+    overrides = MetricOverrides(
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        # SGLang-style `cachedTokens` is a hit-token counter too (hits ÷ prompt tokens).
+        prefix_hit_tokens=m.prefix_cache_hits or m.cached_tokens,
+        prefix_query_tokens=m.prefix_cache_queries,
+    )
+    return overrides if overrides.by_family() else None
+
+
+def _semantic(spec: InferenceCostPolicySpec) -> SemanticCounters | None:
+    semantic = spec.cache.semantic if spec.cache else None
+    if semantic is None:
+        return None
+    return SemanticCounters(
+        tokens_served=semantic.tokens_served_metric,
+        hits=semantic.hits_metric,
+        match_labels=tuple(sorted((semantic.match_labels or {}).items())),
     )

@@ -24,10 +24,17 @@ from costoperator.figures import (
     PolicyView,
     WorkloadFigures,
     carry_forward,
+    with_semantic_savings,
     workload_figures,
 )
 from costoperator.promclient import PromClient, PromError, QueryResult
-from costoperator.queries import Family, NamedQuery, tick_queries
+from costoperator.queries import (
+    CUSTOM_ENGINE,
+    SEMANTIC_METRIC_LABEL,
+    Family,
+    NamedQuery,
+    tick_queries,
+)
 from costoperator.spot import DemandHistory, with_recommendations
 from costoperator.state import ClusterState
 
@@ -71,7 +78,7 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
     whatever the other families still answer from the shrinking window."""
     values: dict[str, dict[PodKey, dict[str, Any]]] = {}
     for q, result in results.items():
-        if q.window is None or q.family is Family.BASELINE:
+        if q.window is None or q.family in (Family.BASELINE, Family.SEMANTIC):
             continue
         per_pod = values.setdefault(q.window, {})
         for s in result.samples:
@@ -79,10 +86,15 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
             if key is None:
                 continue
             slot = per_pod.setdefault(key, {})
-            if q.family is Family.OUTPUT_TOKENS:
+            if q.custom:
+                slot.setdefault("custom", {})[q.family] = s.value
+            elif q.family is Family.OUTPUT_TOKENS:
                 engine = s.labels.get("engine", "")
+                if engine == CUSTOM_ENGINE:
+                    slot.setdefault("custom", {})[Family.OUTPUT_TOKENS] = s.value
+                    slot.setdefault("engine", engine)
                 # A pod exposing two engines' counters: the first engine by name wins.
-                if "engine" not in slot or engine < slot["engine"]:
+                elif slot.get("engine", CUSTOM_ENGINE) == CUSTOM_ENGINE or engine < slot["engine"]:
                     slot["engine"] = engine
                     slot["output_tokens_per_second"] = s.value
             elif q.family is Family.PHASE_SECONDS:
@@ -97,6 +109,21 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
         window: {key: PodRates(**fields) for key, fields in per_pod.items() if "engine" in fields}
         for window, per_pod in values.items()
     }
+
+
+def semantic_rows(
+    results: Mapping[NamedQuery, QueryResult],
+) -> dict[str, list[tuple[str, Mapping[str, str], float]]]:
+    """Per window, the semantic-cache rows: (counter name, labels, rate)."""
+    out: dict[str, list[tuple[str, Mapping[str, str], float]]] = {}
+    for q, result in results.items():
+        if q.family is Family.SEMANTIC and q.window:
+            rows = out.setdefault(q.window, [])
+            for s in result.samples:
+                name = s.labels.get(SEMANTIC_METRIC_LABEL)
+                if name:
+                    rows.append((name, s.labels, s.value))
+    return out
 
 
 def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str, str, str], float]:
@@ -200,11 +227,14 @@ def _run_tick(
     queries = tick_queries(
         windows={p.window for p in policies},
         baseline_windows={p.baseline_window for p in policies if p.baseline_window},
+        overrides={p.metrics for p in policies if p.metrics},
+        semantic={p.semantic for p in policies if p.semantic},
     )
     results, outcomes, errors = run_queries(client, queries)
     partial = any(r.partial for r in results.values())
     rates = rates_by_window(results)
     base = baselines(results)
+    semantic = semantic_rows(results)
     pods = cluster.pods_by_workload()
     nodes = cluster.nodes()
     figures: dict[SnapshotKey, WorkloadFigures] = {}
@@ -230,6 +260,9 @@ def _run_tick(
             if partial or errors:
                 current = _marked_stale(current)
             figures[key] = carry_forward(previous.get(key), current)
+        if policy.semantic is not None:
+            mine = {k: f for k, f in figures.items() if k[:2] == (policy.namespace, policy.name)}
+            figures.update(with_semantic_savings(policy, mine, semantic.get(policy.window, [])))
     return TickReport(
         figures=figures,
         queries=len(queries),

@@ -19,7 +19,7 @@ from costoperator.cluster import (
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import ApiPrice, PodRates, PolicyView, carry_forward, workload_figures
 from costoperator.promclient import QueryResult, Sample, parse_vector
-from costoperator.queries import Family, tick_queries
+from costoperator.queries import Family, MetricOverrides, SemanticCounters, tick_queries
 from costoperator.state import ClusterState
 from costoperator.tick import run_tick
 
@@ -195,9 +195,34 @@ def test_query_count_does_not_grow_with_policies() -> None:
     one = tick_queries(windows={"5m"}, baseline_windows={"24h"})
     many = tick_queries(windows={"5m"} | {"5m" for _ in range(1000)}, baseline_windows={"24h"})
     assert len(one) == len(many) <= 10
-    assert {q.family for q in one} == set(Family)
+    assert {q.family for q in one} == set(Family) - {Family.SEMANTIC}
     two_windows = tick_queries(windows={"5m", "10m"}, baseline_windows={"24h"})
     assert len(two_windows) == 2 * len(one) - 1  # the baseline is shared
+
+
+def test_metric_overrides_and_semantic_caches_add_a_bounded_set_of_queries() -> None:
+    """1,000 policies naming their own counters (and a semantic cache each) add one query per
+    overridden family and one semantic query, not one per policy."""
+    overrides = [
+        MetricOverrides(input_tokens=f"trt_in_{i % 3}", output_tokens=f"trt_out_{i % 3}")
+        for i in range(1000)
+    ]
+    semantic = [
+        SemanticCounters("gw_tokens_total", "gw_hits_total", (("model", f"m{i}"),))
+        for i in range(1000)
+    ]
+    plain = tick_queries(windows={"5m"})
+    both = tick_queries(windows={"5m"}, overrides=overrides, semantic=semantic)
+    assert len(both) == len(plain) + 2 <= 10  # custom input query, semantic query
+    (custom_input,) = [q for q in both if q.custom]
+    assert custom_input.family is Family.INPUT_TOKENS
+    assert all(f"trt_in_{i}" in custom_input.promql for i in range(3))
+    (out,) = [q for q in both if q.family is Family.OUTPUT_TOKENS]
+    assert '"engine", "custom"' in out.promql
+    assert "trt_out_2" in out.promql
+    (sem,) = [q for q in both if q.family is Family.SEMANTIC]
+    assert "sum by (model) (rate(gw_hits_total[5m]))" in sem.promql
+    assert "sum by (model) (rate(gw_tokens_total[5m]))" in sem.promql
 
 
 # --- figures --------------------------------------------------------------------------------

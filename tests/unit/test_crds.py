@@ -215,7 +215,7 @@ def test_examples_cover_the_engines_and_the_seed_sheet() -> None:
     names = {p.name for p in EXAMPLES}
     assert {"llama70b.yaml", "sglang-llama8b.yaml", "gpupricing-seed.yaml"} <= names
     engines = {load(p)["spec"].get("engine") for p in EXAMPLES}
-    assert {"vllm", "sglang", "tgi", "nim"} <= engines
+    assert {"vllm", "sglang", "tgi", "nim", "trtllm"} <= engines
 
 
 def test_llama70b_example_is_designs_policy_verbatim() -> None:
@@ -387,6 +387,18 @@ BAD: dict[str, tuple[dict[str, Any], str, str | None]] = {
     "bad metric name": (
         llama70b(engine="custom", metrics={"inputTokens": "in-tokens", "outputTokens": "out"}),
         "spec.metrics.inputTokens",
+        None,
+    ),
+    "semantic matchLabels key not a label name": (
+        llama70b(
+            cache={"semantic": {"tokensServedMetric": "gw_total", "matchLabels": {"a-b": "x"}}}
+        ),
+        "spec.cache.semantic",
+        "Prometheus label names",
+    ),
+    "semantic cache without its tokens counter": (
+        llama70b(cache={"semantic": {"hitsMetric": "gw_hits_total"}}),
+        "spec.cache.semantic.tokensServedMetric",
         None,
     ),
 }
