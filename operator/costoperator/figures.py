@@ -49,6 +49,9 @@ class SpotView:
     max_replicas: int | None = None
     max_spot_fraction: float | None = None
     target_utilization: float | None = None
+    max_step: int | None = None
+    scale_up_stabilization_s: int | None = None
+    scale_down_stabilization_s: int | None = None
 
     def limits(self, global_cap: int | None) -> SpotLimits:
         defaults = SpotLimits()

@@ -16,14 +16,17 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from costoperator.actuator import Actuator, KubernetesScaleClient, ScaleClient, StepKind
 from costoperator.config import OperatorConfig
 from costoperator.crds import PolicySpecError
 from costoperator.exporter import Snapshot, build_registry
+from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.promclient import PromClient
 from costoperator.runtime import Runtime, invalid_status
 from costoperator.state import ClusterState
@@ -65,6 +68,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = memo["config"]
     memo["runtime"] = Runtime()
     memo["cluster"] = ClusterState()
+    memo["actuator"] = Actuator(global_cap=config.spot_global_cap)
     memo["snapshot"] = snapshot = Snapshot()
     registry, self_metrics = build_registry(snapshot, config.opencost_compat)
     memo["registry"], memo["self_metrics"] = registry, self_metrics
@@ -121,6 +125,10 @@ async def tick_loop(memo: kopf.Memo) -> None:
                 memo["prometheus_ok"] = False
             else:
                 snapshot.replace(report.figures)
+                try:
+                    await actuate(memo, views, report.figures)
+                except Exception:  # scaling must never stop pricing
+                    log.exception("scaling step failed")
                 metrics = memo["self_metrics"]
                 for outcome, count in report.outcomes.items():
                     metrics.queries.labels(outcome).inc(count)
@@ -131,6 +139,64 @@ async def tick_loop(memo: kopf.Memo) -> None:
         else:
             snapshot.replace({})
         await asyncio.sleep(runtime.tick_interval_s(config.default_interval_s))
+
+
+async def actuate(
+    memo: kopf.Memo,
+    views: list[PolicyView],
+    figures: Mapping[tuple[str, str, str], WorkloadFigures],
+) -> None:
+    """Auto-mode policies: one governed step each (actuator.py); a scale goes through the
+    workload's `scale` subresource, with an event and a `llmcost_scale_actions_total` count.
+    Holds, pauses and conflicts post an event when they start, not at every tick. Events go
+    out with the policy's status timer (kopf posts events from its handlers' context)."""
+    runtime: Runtime = memo["runtime"]
+    actuator: Actuator = memo["actuator"]
+    auto = [v for v in views if v.spot is not None and v.spot.mode == "Auto"]
+    actuator.forget_except({(v.namespace, v.name) for v in auto})
+    last: dict[tuple[str, str], StepKind] = memo.setdefault("last_step", {})
+    for view in auto:
+        key = (view.namespace, view.name)
+        step = actuator.decide(
+            view,
+            figures,
+            memo["cluster"],
+            annotations=runtime.annotations.get(key),
+            data_ok=memo["prometheus_ok"],
+            now=time.monotonic(),
+        )
+        if step.kind is StepKind.CONFLICT:
+            runtime.conflicts[key] = step.reason
+        else:
+            runtime.conflicts.pop(key, None)
+        target = f"{step.workload_kind} {step.workload}"
+        if step.kind is StepKind.SCALE and step.desired is not None:
+            scaler: ScaleClient | None = memo.get("scaler")
+            try:
+                if scaler is None:
+                    scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+                await asyncio.to_thread(
+                    scaler.scale, step.workload_kind, view.namespace, step.workload, step.desired
+                )
+            except Exception as exc:  # the API refused or is away: hold, say so, go on
+                log.warning("scaling %s/%s failed: %s", view.namespace, step.workload, exc)
+                runtime.post(key, "Warning", "ScaleFailed", f"{target}: {exc}"[:500])
+                continue
+            memo["self_metrics"].scale_actions.labels(step.direction, "auto").inc()
+            runtime.post(
+                key,
+                "Normal",
+                "ScaledUp" if step.direction == "up" else "ScaledDown",
+                f"{target}: {step.current} → {step.desired} replicas ({step.reason})",
+            )
+        elif step.kind is not last.get(key) and step.kind is not StepKind.HOLD:
+            runtime.post(
+                key,
+                "Warning" if step.kind is StepKind.CONFLICT else "Normal",
+                "ScalingConflict" if step.kind is StepKind.CONFLICT else "ScalingPaused",
+                f"{target}: {step.reason}",
+            )
+        last[key] = step.kind
 
 
 # --- the cluster picture (watched only: no finalizers, no annotations) -----------------------
@@ -165,6 +231,24 @@ def replicaset_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_
         cluster.delete_replicaset(body.metadata.namespace or "", body.metadata.name or "")
     else:
         cluster.upsert_replicaset(dict(body))
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _scaler_event("HorizontalPodAutoscaler", event, body, memo)
+
+
+@kopf.on.event("keda.sh", "v1alpha1", "scaledobjects")
+def scaledobject_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _scaler_event("ScaledObject", event, body, memo)
+
+
+def _scaler_event(kind: str, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo) -> None:
+    cluster: ClusterState = memo["cluster"]
+    if _deleted(event):
+        cluster.delete_scaler(kind, body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        cluster.upsert_scaler(kind, dict(body))
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -209,6 +293,7 @@ def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
     if _deleted(event):
         runtime.delete_policy(namespace, name)
         return
+    runtime.remember_object(namespace, name, dict(body))
     previously = runtime.invalid.get((namespace, name))
     try:
         runtime.upsert_policy(
@@ -241,6 +326,8 @@ def policy_status(
         status = runtime.status_for(key, figures, memo["prometheus_ok"], now)
     else:
         return
+    for event_type, reason, message in runtime.take_events(key):
+        kopf.event(body, type=event_type, reason=reason, message=message)
     wire = runtime.status_patch_due(key, status, time.time(), config.status_min_interval_s)
     if wire is None:
         return

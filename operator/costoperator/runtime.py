@@ -56,6 +56,12 @@ class Runtime:
     _last_status: dict[PolicyKey, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     demand: DemandHistory = field(default_factory=DemandHistory)
     """Per policy, the token rates of recent ticks: the spot planner's demand history."""
+    annotations: dict[PolicyKey, dict[str, str]] = field(default_factory=dict)
+    """Per policy, its annotations (the scaling pause is one)."""
+    events: dict[PolicyKey, list[tuple[str, str, str]]] = field(default_factory=dict)
+    """Per policy, events (type, reason, message) waiting for its status timer to post."""
+    conflicts: dict[PolicyKey, str] = field(default_factory=dict)
+    """Auto-mode policies whose spot workload another autoscaler drives: why."""
 
     # --- policies and prices -----------------------------------------------------------------
 
@@ -75,11 +81,28 @@ class Runtime:
         self.policies[key] = PolicyRecord(parsed, generation)
         return parsed
 
+    def remember_object(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """What the scaling pause needs of a policy object: its annotations."""
+        meta = body.get("metadata") or {}
+        self.annotations[(namespace, name)] = dict(meta.get("annotations") or {})
+
+    def post(self, key: PolicyKey, event_type: str, reason: str, message: str) -> None:
+        """Queue an event on the policy; at most 20 wait (older ones are dropped)."""
+        queue = self.events.setdefault(key, [])
+        queue.append((event_type, reason, message))
+        del queue[:-20]
+
+    def take_events(self, key: PolicyKey) -> list[tuple[str, str, str]]:
+        return self.events.pop(key, [])
+
     def delete_policy(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.policies.pop(key, None)
         self.invalid.pop(key, None)
         self._last_status.pop(key, None)
+        self.annotations.pop(key, None)
+        self.events.pop(key, None)
+        self.conflicts.pop(key, None)
 
     def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:
         parsed = parse_gpu_pricing_spec(spec)
@@ -222,6 +245,18 @@ class Runtime:
                 record.generation,
             ),
         ]
+        if spec.spot is not None and spec.spot.mode is SpotMode.AUTO:
+            conflict = self.conflicts.get(key)
+            conditions.append(
+                _condition(
+                    ConditionType.CONFLICT,
+                    conflict is not None,
+                    "AnotherAutoscaler" if conflict else "NoConflict",
+                    conflict or "",
+                    now,
+                    record.generation,
+                )
+            )
         previous = self._last_status.get(key)
         if previous is not None:
             conditions = _keep_transition_times(conditions, previous[1])
@@ -348,6 +383,9 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         max_replicas=spot.max_replicas,
         max_spot_fraction=spot.max_spot_fraction,
         target_utilization=spot.target_utilization,
+        max_step=spot.max_step,
+        scale_up_stabilization_s=spot.scale_up_stabilization_seconds,
+        scale_down_stabilization_s=spot.scale_down_stabilization_seconds,
     )
 
 

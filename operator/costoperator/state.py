@@ -42,6 +42,8 @@ class ClusterState:
         """Pods as parsed at their last event, owner = their direct controller: a pod's body is
         not kept (a fleet of 10,000 pods would hold every container spec in memory)."""
         self._by_namespace: dict[str, dict[tuple[str, str], WorkloadInfo]] = {}
+        self._scalers: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        """(namespace, scaler kind, scaler name) → (namespace, target kind, target name)."""
         self._nodes: dict[str, NodeInfo] = {}
 
     # --- updates from watch events ---------------------------------------------------------
@@ -66,6 +68,32 @@ class ClusterState:
             in_namespace.pop((kind, name), None)
             if not in_namespace:
                 self._by_namespace.pop(namespace, None)
+
+    def upsert_scaler(self, kind: str, body: Mapping[str, Any]) -> None:
+        """An HPA or a KEDA ScaledObject: what it scales (`spec.scaleTargetRef`)."""
+        meta = body.get("metadata", {})
+        ref = (body.get("spec") or {}).get("scaleTargetRef") or {}
+        namespace = meta.get("namespace", "")
+        # A ScaledObject's scaleTargetRef.kind defaults to Deployment.
+        target = (namespace, str(ref.get("kind") or "Deployment"), str(ref.get("name", "")))
+        with self._lock:
+            self._scalers[(namespace, kind, meta.get("name", ""))] = target
+
+    def delete_scaler(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._scalers.pop((namespace, kind, name), None)
+
+    def scaler_of(self, namespace: str, kind: str, name: str) -> str | None:
+        """ "Kind/name" of an autoscaler that already targets this workload, if any."""
+        with self._lock:
+            for (_, scaler_kind, scaler_name), target in sorted(self._scalers.items()):
+                if target == (namespace, kind, name):
+                    return f"{scaler_kind}/{scaler_name}"
+        return None
+
+    def workload(self, namespace: str, kind: str, name: str) -> WorkloadInfo | None:
+        with self._lock:
+            return self._workloads.get((namespace, kind, name))
 
     def upsert_replicaset(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata", {})

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kmock
 import pytest
@@ -262,3 +263,83 @@ def test_deleted_policy_series_vanish(stack: Stack) -> None:
     assert wait_for(
         lambda: stack.cluster.get("icp", "sglang-llama8b", namespace="inference") is None, 15
     )
+
+
+def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
+    """The 70B policy switched to `Auto` with minReplicas 2: the spot Deployment (1 replica) is
+    scaled through its `scale` subresource at once (clamping is immediate), with an event and
+    a scale-action count; a pause annotation stops further scaling; an HPA on the workload is a
+    Conflict and the operator keeps its hands off. Last in the module: it changes the stack."""
+
+    def replicas() -> int | None:
+        body = stack.cluster.get("deployments", "llama70b-spot", namespace="inference") or {}
+        return (body.get("spec") or {}).get("replicas")
+
+    def auto(**spot: object) -> None:
+        stack.cluster.patch(
+            "icp", "llama70b", {"spec": {"spot": {"mode": "Auto", **spot}}}, namespace="inference"
+        )
+
+    def scale_events() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in stack.cluster.list("events", namespace="inference")
+            if e.get("reason") in ("ScaledUp", "ScaledDown")
+            and (e.get("involvedObject") or {}).get("name") == "llama70b"
+        ]
+
+    assert replicas() == 1
+    auto(minReplicas=2)
+    assert wait_for(lambda: replicas() == 2, 30)
+    assert wait_for(lambda: scale_events(), 15)
+    assert "llama70b-spot: 1 → 2 replicas" in scale_events()[0]["message"]
+    ups = stack.operator_value("llmcost_scale_actions_total", direction="up", mode="auto")
+    assert ups is not None
+    assert ups >= 1
+
+    stack.cluster.patch(
+        "icp",
+        "llama70b",
+        {"metadata": {"annotations": {"llmcost.io/pause-scaling": "true"}}},
+        namespace="inference",
+    )
+    time.sleep(2)  # the pause lands before the next tick (5 s interval)
+    auto(minReplicas=3)
+    time.sleep(12)  # two ticks
+    assert replicas() == 2
+    assert figure(stack, "llmcost_data_stale", "llama70b") == 0  # cost export goes on
+
+    stack.cluster.create(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "llama70b-spot", "namespace": "inference"},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "llama70b-spot",
+                },
+                "minReplicas": 1,
+                "maxReplicas": 4,
+            },
+        }
+    )
+    stack.cluster.patch(
+        "icp",
+        "llama70b",
+        {"metadata": {"annotations": {"llmcost.io/pause-scaling": None}}},
+        namespace="inference",
+    )
+
+    def conflict() -> bool:
+        status = (stack.cluster.get("icp", "llama70b", namespace="inference") or {}).get(
+            "status"
+        ) or {}
+        return any(
+            c["type"] == "Conflict" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+
+    assert wait_for(conflict, 30)
+    assert replicas() == 2  # minReplicas 3 is not applied while the HPA drives the workload
+    assert stack.operator_alive()

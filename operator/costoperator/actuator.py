@@ -1,0 +1,194 @@
+"""Auto mode: turn each tick's spot recommendation into a scale of the spot workload, safely.
+
+`decide` is pure (no I/O, no clock): from a policy, the tick's figures and the cluster picture
+it returns one `Step` — scale to a count, hold, paused or conflict — and keeps the scale
+governor's state per policy (`costengine.spotplan.govern`/`hold`). The handler carries a scale
+step out through `ScaleClient` (the workload's `scale` subresource, the only write RBAC grants:
+RELIABILITY 18), posts an event and counts it in `llmcost_scale_actions_total`.
+
+The safety rules (RELIABILITY 8-13):
+- desired replicas are clamped to [minReplicas, maxReplicas] and the operator's global cap;
+  scale-up is step-limited per period; scale-down waits out a stabilization window (the
+  highest recommendation in it wins) — all in `costengine.spotplan.govern`;
+- `llmcost.io/pause-scaling: "true"` on the policy stops scaling at the next tick; cost export
+  goes on;
+- a spot workload that an HPA or a KEDA ScaledObject already targets is never scaled: the policy
+  gets a `Conflict` condition instead;
+- missing, stale or partial data holds the current count (`onMetricsLoss: Hold`): no data is
+  never a reason to scale down;
+- one active instance: run one replica with the `Recreate` strategy. (kopf's peering pauses
+  a lower-priority instance's watch handlers, not this operator's tick task, so peering alone
+  does not keep a second instance from scaling.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from costengine.errors import CostEngineError
+from costengine.spotplan import GovernorLimits, GovernorState, govern, hold
+from costoperator.figures import PolicyView, WorkloadFigures
+from costoperator.state import ClusterState
+
+PAUSE_ANNOTATION = "llmcost.io/pause-scaling"
+#: When a policy sets no maxReplicas and the operator no global cap.
+DEFAULT_MAX_REPLICAS = 8
+
+
+class StepKind(StrEnum):
+    SCALE = "scale"
+    HOLD = "hold"
+    PAUSED = "paused"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    kind: StepKind
+    namespace: str
+    policy: str
+    workload_kind: str
+    workload: str
+    current: int | None
+    desired: int | None
+    direction: str
+    """up, down or none."""
+    reason: str
+
+
+def paused(annotations: Mapping[str, str] | None) -> bool:
+    value = (annotations or {}).get(PAUSE_ANNOTATION, "")
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+def governor_limits(policy: PolicyView, global_cap: int | None) -> GovernorLimits:
+    spot = policy.spot
+    assert spot is not None
+    most = spot.max_replicas if spot.max_replicas is not None else DEFAULT_MAX_REPLICAS
+    return GovernorLimits(
+        min_replicas=spot.min_replicas,
+        max_replicas=max(most, spot.min_replicas),
+        global_cap=global_cap,
+        max_step_up=spot.max_step or 2,
+        scale_up_period_s=float(
+            spot.scale_up_stabilization_s if spot.scale_up_stabilization_s is not None else 60
+        ),
+        scale_down_window_s=float(
+            spot.scale_down_stabilization_s if spot.scale_down_stabilization_s is not None else 300
+        ),
+    )
+
+
+@dataclass
+class Actuator:
+    """Per policy, the governor's state; `decide` is called once per tick per Auto policy."""
+
+    global_cap: int | None = None
+    states: dict[tuple[str, str], GovernorState] = field(default_factory=dict)
+
+    def forget_except(self, keys: set[tuple[str, str]]) -> None:
+        for key in list(self.states):
+            if key not in keys:
+                del self.states[key]
+
+    def decide(
+        self,
+        policy: PolicyView,
+        figures: Mapping[tuple[str, str, str], WorkloadFigures],
+        cluster: ClusterState,
+        *,
+        annotations: Mapping[str, str] | None,
+        data_ok: bool,
+        now: float,
+    ) -> Step:
+        spot = policy.spot
+        assert spot is not None, "decide() is for policies with spot planning"
+        kind, name = spot.target
+        key = (policy.namespace, policy.name)
+
+        def step(
+            what: StepKind,
+            reason: str,
+            current: int | None = None,
+            desired: int | None = None,
+            direction: str = "none",
+        ) -> Step:
+            return Step(
+                what, policy.namespace, policy.name, kind, name, current, desired, direction, reason
+            )
+
+        scaler = cluster.scaler_of(policy.namespace, kind, name)
+        if scaler is not None:
+            return step(
+                StepKind.CONFLICT,
+                f"{kind} {name} is already scaled by {scaler}; the operator will not scale it",
+            )
+        if paused(annotations):
+            return step(StepKind.PAUSED, f"{PAUSE_ANNOTATION} is set: scaling paused")
+        workload = cluster.workload(policy.namespace, kind, name)
+        if workload is None or workload.replicas is None:
+            return step(StepKind.HOLD, f"{kind} {name} not found or has no replica count")
+        current = workload.replicas
+        limits = governor_limits(policy, self.global_cap)
+        state = self.states.get(key, GovernorState())
+        figure = figures.get((policy.namespace, policy.name, name))
+        recommended = figure.spot_recommended_replicas if figure is not None else None
+        try:
+            if not data_ok or recommended is None:
+                why = (
+                    "Prometheus queries failed or were partial"
+                    if not data_ok
+                    else (figure.spot_note if figure is not None and figure.spot_note else "")
+                    or "no recommendation"
+                )
+                decision = hold(state, current, now, f"holding: {why}", limits)
+            else:
+                decision = govern(state, current, recommended, now, limits)
+        except CostEngineError as exc:  # e.g. a clock that went backwards: start afresh
+            self.states.pop(key, None)
+            return step(StepKind.HOLD, f"governor: {exc}", current)
+        self.states[key] = decision.state
+        if decision.desired == current:
+            return step(StepKind.HOLD, decision.reason, current, current)
+        return step(
+            StepKind.SCALE,
+            decision.reason,
+            current,
+            decision.desired,
+            decision.direction,
+        )
+
+
+class ScaleClient(Protocol):
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None: ...
+
+
+class KubernetesScaleClient:
+    """Writes `spec.replicas` through the workload's `scale` subresource (merge patch), with
+    the cluster found as kubectl finds it (in-cluster service account, else KUBECONFIG)."""
+
+    def __init__(self) -> None:
+        import os
+
+        from kubernetes import client, config
+
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api = client.ApiClient()
+        else:
+            api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG")
+            )
+        self._apps = client.AppsV1Api(api)
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        body: dict[str, Any] = {"spec": {"replicas": replicas}}
+        patch = (
+            self._apps.patch_namespaced_deployment_scale
+            if kind == "Deployment"
+            else self._apps.patch_namespaced_stateful_set_scale
+        )
+        patch(name, namespace, body, _content_type="application/merge-patch+json")

@@ -1,0 +1,178 @@
+"""Auto mode's decisions (actuator.Actuator.decide): clamps, step limits, stabilization, pause,
+conflicts with other autoscalers, and holding on missing data. Pure: no API calls here; the
+end-to-end test (tests/e2e/test_operator_e2e.py) scales a workload through the emulator."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from costengine.pricing import CapacityType
+from costoperator.actuator import PAUSE_ANNOTATION, Actuator, Step, StepKind
+from costoperator.figures import PolicyView, SpotView, WorkloadFigures
+from costoperator.state import ClusterState
+
+NS, SPOT = "inference", "llama70b-spot"
+
+
+def deployment(name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"namespace": NS, "name": name, "labels": {"app": "llama70b"}},
+        "spec": {"replicas": replicas},
+    }
+
+
+def policy(**spot: Any) -> PolicyView:
+    view = SpotView(mode="Auto", target=("Deployment", SPOT), max_replicas=8)
+    return PolicyView(NS, "llama70b", "5m", 300.0, spot=replace(view, **spot))
+
+
+def figures(recommended: int | None, note: str = "") -> dict[tuple[str, str, str], Any]:
+    f = WorkloadFigures(
+        namespace=NS,
+        policy="llama70b",
+        workload=SPOT,
+        model="llama-2-70b",
+        gpu="A100-80GB",
+        engine="vllm",
+        hourly_cost_usd={CapacityType.SPOT: 2.92},
+        gpus={CapacityType.SPOT: 4.0},
+        replicas={CapacityType.SPOT: 1},
+        spot_recommended_replicas=recommended,
+        spot_note=note,
+    )
+    return {(NS, "llama70b", SPOT): f}
+
+
+@pytest.fixture
+def cluster() -> ClusterState:
+    state = ClusterState()
+    state.upsert_workload("Deployment", deployment(SPOT, 1))
+    return state
+
+
+def decide(
+    actuator: Actuator,
+    cluster: ClusterState,
+    recommended: int | None,
+    now: float,
+    view: PolicyView | None = None,
+    annotations: dict[str, str] | None = None,
+    data_ok: bool = True,
+) -> Step:
+    step = actuator.decide(
+        view or policy(),
+        figures(recommended),
+        cluster,
+        annotations=annotations,
+        data_ok=data_ok,
+        now=now,
+    )
+    if step.kind is StepKind.SCALE:  # as the API would: the workload now has that count
+        cluster.upsert_workload("Deployment", deployment(SPOT, step.desired or 0))
+    return step
+
+
+def test_scale_up_is_step_limited_and_once_per_period(cluster: ClusterState) -> None:
+    actuator = Actuator()
+    step = decide(actuator, cluster, 7, now=0)
+    assert (step.kind, step.current, step.desired, step.direction) == (StepKind.SCALE, 1, 3, "up")
+    assert decide(actuator, cluster, 7, now=30).kind is StepKind.HOLD  # within the 60 s period
+    step = decide(actuator, cluster, 7, now=61)
+    assert (step.desired, step.direction) == (5, "up")
+
+
+def test_scale_down_waits_out_the_stabilization_window(cluster: ClusterState) -> None:
+    actuator = Actuator()
+    view = policy(max_step=8)
+    assert decide(actuator, cluster, 6, now=0, view=view).desired == 6
+    assert decide(actuator, cluster, 2, now=100, view=view).kind is StepKind.HOLD
+    assert decide(actuator, cluster, 2, now=299, view=view).kind is StepKind.HOLD
+    step = decide(actuator, cluster, 2, now=401, view=view)
+    assert (step.kind, step.desired, step.direction) == (StepKind.SCALE, 2, "down")
+
+
+def test_policy_limits_and_the_global_cap_clamp_the_count(cluster: ClusterState) -> None:
+    step = decide(Actuator(), cluster, 50, now=0, view=policy(max_step=100, max_replicas=4))
+    assert step.desired == 4
+    cluster.upsert_workload("Deployment", deployment(SPOT, 1))
+    step = decide(Actuator(global_cap=2), cluster, 50, now=0, view=policy(max_step=100))
+    assert step.desired == 2
+    # Below minReplicas is corrected at once, whatever the recommendation.
+    cluster.upsert_workload("Deployment", deployment(SPOT, 0))
+    step = decide(Actuator(), cluster, 0, now=0, view=policy(min_replicas=2))
+    assert (step.kind, step.desired) == (StepKind.SCALE, 2)
+
+
+@pytest.mark.parametrize(
+    ("recommended", "data_ok"),
+    [(None, True), (0, False)],
+    ids=["no recommendation", "prometheus failed"],
+)
+def test_missing_data_holds_and_never_scales_down(
+    cluster: ClusterState, recommended: int | None, data_ok: bool
+) -> None:
+    cluster.upsert_workload("Deployment", deployment(SPOT, 5))
+    actuator = Actuator()
+    for t in range(0, 3600, 30):
+        step = decide(actuator, cluster, recommended, now=t, data_ok=data_ok)
+        assert step.kind is StepKind.HOLD
+        assert step.reason.startswith("holding")
+    assert cluster.workload(NS, "Deployment", SPOT).replicas == 5  # type: ignore[union-attr]
+
+
+def test_pause_annotation_stops_scaling_at_the_next_tick(cluster: ClusterState) -> None:
+    actuator = Actuator()
+    paused = {PAUSE_ANNOTATION: "true"}
+    step = decide(actuator, cluster, 7, now=0, annotations=paused)
+    assert step.kind is StepKind.PAUSED
+    assert decide(actuator, cluster, 7, now=30, annotations={PAUSE_ANNOTATION: "false"}).desired
+    assert decide(actuator, cluster, 7, now=200, annotations=paused).kind is StepKind.PAUSED
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        (
+            "HorizontalPodAutoscaler",
+            {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SPOT}},
+        ),
+        ("ScaledObject", {"scaleTargetRef": {"name": SPOT}}),  # kind defaults to Deployment
+    ],
+)
+def test_a_workload_driven_by_another_autoscaler_is_a_conflict(
+    cluster: ClusterState, kind: str, spec: dict[str, Any]
+) -> None:
+    cluster.upsert_scaler(kind, {"metadata": {"namespace": NS, "name": "other"}, "spec": spec})
+    step = decide(Actuator(), cluster, 7, now=0)
+    assert step.kind is StepKind.CONFLICT
+    assert f"{kind}/other" in step.reason
+    cluster.delete_scaler(kind, NS, "other")
+    assert decide(Actuator(), cluster, 7, now=0).kind is StepKind.SCALE
+
+
+def test_an_autoscaler_of_another_workload_is_no_conflict(cluster: ClusterState) -> None:
+    spec = {"scaleTargetRef": {"kind": "Deployment", "name": "llama70b"}}
+    cluster.upsert_scaler(
+        "HorizontalPodAutoscaler", {"metadata": {"namespace": NS, "name": "h"}, "spec": spec}
+    )
+    assert decide(Actuator(), cluster, 3, now=0).kind is StepKind.SCALE
+
+
+def test_alternating_recommendations_change_replicas_a_few_times_an_hour(
+    cluster: ClusterState,
+) -> None:
+    """RELIABILITY 9: a signal flipping every 30 s tick between 1 and 8."""
+    actuator = Actuator()
+    scales = [
+        step
+        for t in range(0, 3600, 30)
+        if (step := decide(actuator, cluster, 8 if (t // 30) % 2 else 1, now=t)).kind
+        is StepKind.SCALE
+    ]
+    assert [s.direction for s in scales] == ["up"] * len(scales)  # never back down
+    assert len(scales) <= 4  # 1 → 3 → 5 → 7 → 8
