@@ -1,0 +1,120 @@
+"""The product's operator (costoperator.handlers) under Kubernetes API faults, in the emulator.
+
+Prometheus is unreachable on purpose (a closed loopback port): every tick fails, figures are
+stale, and the policies' status still lands — which is what these tests watch. Faults: watch
+streams closed, reset and expired (410 Gone, history forgotten), and the API server answering
+503 to everything for a while. Expected (RELIABILITY 14): no crash, no lost policy, and what
+changed during the fault is picked up afterwards without help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from kube.conftest import Eventually, RunKopf
+
+import costoperator.handlers  # noqa: F401  (registers the product's handlers)
+from costoperator.config import OperatorConfig
+from costoperator.kube_emulator import (
+    ClusterEmulator,
+    gpu_node,
+    namespace_object,
+    workload_objects,
+)
+from costoperator.promserver import free_port
+
+NS = "inference"
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "llama70b.yaml"
+
+
+def policy(name: str) -> dict[str, Any]:
+    body = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")))
+    body["metadata"]["name"] = name
+    body["spec"]["interval"] = "5s"
+    return dict(body)
+
+
+def seed(cluster: ClusterEmulator) -> None:
+    objects = [namespace_object(NS), gpu_node("od-1"), gpu_node("spot-1", capacity_type="spot")]
+    for name, node in (("llama70b", "od-1"), ("llama70b-spot", "spot-1")):
+        objects += workload_objects(
+            name, NS, replicas=1, nodes=[node], gpus_per_pod=4, labels={"app": "llama70b"}
+        )
+    cluster.seed([*objects, policy("llama70b")])
+
+
+def status(cluster: ClusterEmulator, name: str) -> dict[str, Any]:
+    return dict((cluster.get("icp", name, namespace=NS) or {}).get("status") or {})
+
+
+def memo() -> kopf.Memo:
+    config = OperatorConfig(
+        prometheus_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: ticks fail
+        metrics_port=0,
+        default_interval_s=2.0,
+        status_min_interval_s=1.0,
+        query_timeout_s=1.0,
+    )
+    return kopf.Memo(config=config)
+
+
+@pytest.mark.parametrize("mode", ["close", "reset", "expire"])
+async def test_dropped_watches_lose_nothing(
+    kube_env: ClusterEmulator, run_kopf: RunKopf, eventually: Eventually, mode: str
+) -> None:
+    seed(kube_env)
+    registry = kopf.get_default_registry()
+    async with run_kopf(registry, memo=memo()) as operator:
+        await eventually(
+            lambda: status(kube_env, "llama70b").get("workloads") == 2,
+            timeout=20,
+            what="the first status",
+        )
+        assert status(kube_env, "llama70b")["stale"] is True  # Prometheus is unreachable
+        assert kube_env.drop_watches(mode) >= 2  # type: ignore[arg-type]
+        # Made while the watches are down: a policy and one more workload for the first.
+        kube_env.create(policy("llama70b-b"))
+        kube_env.seed(
+            workload_objects(
+                "llama70b-extra", NS, replicas=1, nodes=["od-1"], labels={"app": "llama70b"}
+            )
+        )
+        await eventually(
+            lambda: status(kube_env, "llama70b-b").get("workloads") == 3,
+            timeout=20,
+            what="the policy created during the drop, with the new workload",
+        )
+        await eventually(lambda: status(kube_env, "llama70b").get("workloads") == 3, timeout=20)
+        assert not operator.done()
+
+
+async def test_minutes_without_the_api_server_are_ridden_out(
+    kube_env: ClusterEmulator, run_kopf: RunKopf, eventually: Eventually
+) -> None:
+    """30 s of 503s here (the operator's backoffs span ~11 minutes, so a longer outage would
+    only take longer); the first status write after it lands without a restart."""
+    seed(kube_env)
+    registry = kopf.get_default_registry()
+    async with run_kopf(registry, memo=memo()) as operator:
+        await eventually(
+            lambda: status(kube_env, "llama70b").get("workloads") == 2,
+            timeout=20,
+            what="the first status",
+        )
+        with kube_env.outage():
+            await asyncio.sleep(30)
+            assert not operator.done()
+        kube_env.create(policy("after-outage"))
+        await eventually(
+            lambda: status(kube_env, "after-outage").get("workloads") == 2,
+            timeout=40,
+            what="a policy created after the outage priced",
+        )
+        assert status(kube_env, "llama70b").get("workloads") == 2  # not lost
+        assert not operator.done()
