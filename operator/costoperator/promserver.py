@@ -234,6 +234,8 @@ class PrometheusServer:
         file_sd_job: name of the job whose targets come from the file_sd file.
         file_sd_honor_labels: `honor_labels` of that job.
         lookback_delta: `--query.lookback-delta` (default: Prometheus' 5m).
+        rule_files: Prometheus rule files (recording and alerting rules) to load, evaluated
+            every `scrape_interval` (the global evaluation interval).
         retention: `--storage.tsdb.retention.time`; large by default so backfilled history stays.
         extra_args: more command-line flags.
         startup_timeout: seconds to wait for `/-/ready`.
@@ -252,6 +254,7 @@ class PrometheusServer:
         file_sd_job: str = FILE_SD_JOB,
         file_sd_honor_labels: bool = False,
         lookback_delta: float | str | None = None,
+        rule_files: Sequence[Path] = (),
         retention: str = DEFAULT_RETENTION,
         extra_args: Sequence[str] = (),
         binary: Path | None = None,
@@ -264,6 +267,7 @@ class PrometheusServer:
         self.file_sd_job = file_sd_job
         self.file_sd_honor_labels = file_sd_honor_labels
         self.lookback_delta = None if lookback_delta is None else format_duration(lookback_delta)
+        self.rule_files = [Path(p).resolve() for p in rule_files]
         self.retention = retention
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
@@ -432,7 +436,7 @@ class PrometheusServer:
             # fsnotify picks up changes at once; the refresh is a fallback.
             "file_sd_configs": [{"files": [str(self.targets_path)], "refresh_interval": "5s"}],
         }
-        return {
+        config: JSON = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": format_duration(min(interval_s, 10.0)),
@@ -441,6 +445,9 @@ class PrometheusServer:
             "scrape_configs": [file_sd]
             + [job.to_config(self.scrape_interval) for job in self.jobs],
         }
+        if self.rule_files:
+            config["rule_files"] = [str(p) for p in self.rule_files]
+        return config
 
     def _write_config(self) -> None:
         _atomic_write(self.config_path, json.dumps(self.config(), indent=2))

@@ -36,6 +36,9 @@ from costoperator.traces import Request, TraceError, read_trace
 log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+#: The chart's recording and alerting rules as a plain rule file (deploy/generate.py renders it):
+#: the stack's Prometheus evaluates them, so the dashboard's recorded series exist.
+RULE_FILES = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "llmcost-rules.yaml",)
 Capacity = Literal["on-demand", "spot"]
 
 
@@ -229,6 +232,7 @@ class Stack:
     status_min_interval_s: float = 5.0
     metrics_port: int = 0
     quiet_operator: bool = True
+    rule_files: Sequence[Path] = ()
 
     sim: SimServer = field(init=False)
     prometheus: PrometheusServer = field(init=False)
@@ -304,6 +308,7 @@ class Stack:
         self.prometheus = PrometheusServer(
             scrape_interval=self.scrape_interval_s,
             jobs=[ScrapeJob("llmcost-operator", [f"127.0.0.1:{self.metrics_port}"])],
+            rule_files=self.rule_files,
         )
         self.prometheus.start()
         self._exit.callback(self.prometheus.stop)
@@ -411,6 +416,7 @@ def default_stack(traces_dir: Path, window: str = "1m", interval: str = "10s", *
     for plan in DEFAULT_PLANS:
         if plan.gpu not in GPUS or not (traces_dir / plan.trace).is_file():
             raise TraceError(f"trace not found: {traces_dir / plan.trace}")
+    kw.setdefault("rule_files", [p for p in RULE_FILES if p.is_file()])
     return Stack(traces_dir, DEFAULT_PLANS, load_examples(DEFAULT_EXAMPLES, window, interval), **kw)
 
 

@@ -343,3 +343,57 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
     assert wait_for(conflict, 30)
     assert replicas() == 2  # minReplicas 3 is not applied while the HPA drives the workload
     assert stack.operator_alive()
+
+
+def test_every_dashboard_panel_has_data(stack: Stack) -> None:
+    """The Grafana dashboard (deploy/grafana/llm-cost-operator.json) against the stack's real
+    Prometheus, which evaluates the chart's recording rules (deploy/prometheus/): every panel's
+    every query, with the variables as a user picks them (namespace inference, all workloads,
+    the operator's job), returns at least one series, and so does every variable's own query.
+    Last in the module: by now the spot workload has been scaled in Auto mode, so even the
+    scale-action panel has data."""
+    import json
+    import re
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "llm-cost-operator.json"
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    templating = {v["name"]: v for v in dashboard["templating"]["list"]}
+    values = {
+        "namespace": "inference",
+        "workload": templating["workload"]["allValue"],  # "All"
+        "operator_job": templating["operator_job"]["query"],  # the constant's default
+        "__rate_interval": "1m",
+        "__interval": "15s",
+    }
+
+    def substitute(expr: str) -> str:
+        for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
+            expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+        assert "$" not in expr, expr
+        return expr
+
+    queries: dict[str, str] = {}
+    for variable in templating.values():
+        if variable["type"] == "query":
+            m = re.fullmatch(r"label_values\((.+), *(\w+)\)", variable["query"])
+            assert m, variable["query"]
+            queries[f"variable {variable['name']}"] = f"group by ({m[2]}) ({m[1]})"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len(panels) >= 20
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            queries[f"{panel['title']} [{target['refId']}]"] = target["expr"]
+    queries = {title: substitute(expr) for title, expr in queries.items()}
+
+    def empty() -> list[str]:
+        return [
+            f"{title}: {expr}"
+            for title, expr in queries.items()
+            if not stack.prometheus.query(expr)["data"]["result"]
+        ]
+
+    # Recorded series appear one rule evaluation (1 s here) after their inputs; a short wait
+    # covers a panel whose inputs changed with the tests before this one.
+    wait_for(lambda: not empty(), 60, 2)
+    assert empty() == []
