@@ -911,6 +911,200 @@ def tour(
     run_tour(trace, output.value)
 
 
+# --- backtest -----------------------------------------------------------------------------
+
+
+class BacktestPolicy(StrEnum):
+    on_demand_peak = "on_demand_peak"
+    seed_hybrid = "seed_hybrid"
+    reactive = "reactive"
+    planner = "planner"
+    oracle = "oracle"
+
+
+class SpotTraceValues(StrEnum):
+    preempted = "preempted"
+    available = "available"
+
+
+@app.command()
+def backtest(
+    trace: Annotated[
+        Path, typer.Option(help="Request trace: Azure LLM CSV (.csv) or Mooncake JSONL (.jsonl).")
+    ],
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "llama-2-70b",
+    gpu: Annotated[str, typer.Option(help=GPU_HELP)] = "A100-80GB",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 4,
+    quant: Annotated[str, typer.Option(help=QUANT_HELP)] = "fp16",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "vllm",
+    prices: Annotated[
+        str, typer.Option(help="Price sheet (on-demand and spot): " + ", ".join(PRICE_SHEETS))
+    ] = "seed",
+    preemption_trace: Annotated[
+        Path | None,
+        typer.Option(
+            help="Spot trace (skypilot spot-traces JSON); default: the shared 4-node AWS "
+            "us-east-1f V100 preemption trace."
+        ),
+    ] = None,
+    spot_always_available: Annotated[
+        bool, typer.Option(help="No spot trace: the market always gives spot.")
+    ] = False,
+    preemption_values: Annotated[
+        SpotTraceValues,
+        typer.Option(
+            help="What a spot-trace value counts: preempted instances (the trace authors' "
+            "simulator reads 1 as preempted) or available ones (their README)."
+        ),
+    ] = SpotTraceValues.preempted,
+    preemption_speedup: Annotated[
+        float,
+        typer.Option(
+            help="Spot-trace seconds per backtest second: 1 replays the market in real time; "
+            "24 puts a day of it into an hour of requests (a stress test)."
+        ),
+    ] = 1.0,
+    preemption_offset_s: Annotated[
+        float, typer.Option(help="Where in the spot trace the backtest starts, s.")
+    ] = 0.0,
+    spot_pool: Annotated[
+        int | None,
+        typer.Option(
+            help="Spot replicas the whole trace pool stands for (the available share scales "
+            "to it); default: the on-demand peak fleet."
+        ),
+    ] = None,
+    policy: Annotated[
+        list[BacktestPolicy] | None,
+        typer.Option(help="Policies to run (repeat); default all. on_demand_peak always runs."),
+    ] = None,
+    step_s: Annotated[float, typer.Option(help="Simulation step, s.")] = 10.0,
+    control_period_s: Annotated[
+        float, typer.Option(help="Policies decide every this many s (the operator's tick).")
+    ] = 30.0,
+    latency_bound_s: Annotated[
+        float, typer.Option(help="Work queued longer than this is shortfall (dropped), s.")
+    ] = 30.0,
+    cold_start_s: Annotated[
+        float,
+        typer.Option(help="From asking for a replica to its serving, s (an assumption)."),
+    ] = 120.0,
+    billing_granularity_s: Annotated[
+        float,
+        typer.Option(
+            help="Billed time per replica rounds up to this, s (60: per started minute; EC2 "
+            "bills per second: 1)."
+        ),
+    ] = 60.0,
+    billing_minimum_s: Annotated[
+        float, typer.Option(help="Least billed time per replica, s (EC2: 60).")
+    ] = 60.0,
+    target_utilization: Annotated[
+        float, typer.Option(help="Share of a replica's throughput sizing plans for, (0, 1].")
+    ] = 0.7,
+    max_spot_fraction: Annotated[
+        float, typer.Option(help="The planner's and the oracle's bound on spot ÷ replicas.")
+    ] = 0.7,
+    warmup_s: Annotated[
+        float,
+        typer.Option(
+            help="Simulate but do not score the trace's first seconds (whole control periods)."
+        ),
+    ] = 300.0,
+    rate_window_s: Annotated[
+        float,
+        typer.Option(help="Policies observe the arrival rate over this trailing window, s."),
+    ] = 60.0,
+    planner_headroom: Annotated[
+        float, typer.Option(help="The planner's demand margin (SpotLimits.headroom).")
+    ] = 0.1,
+    planner_base_utilization: Annotated[
+        float,
+        typer.Option(
+            help="Share of a replica's throughput the planner's on-demand P50 base is sized at "
+            "(1: the base carries typical traffic, spot the margin; the operator's plan uses "
+            "--target-utilization)."
+        ),
+    ] = 1.0,
+    oracle_time_limit_s: Annotated[
+        float,
+        typer.Option(help="Stop the oracle's solver after this long and keep its best plan, s."),
+    ] = 20.0,
+    peak_replicas: Annotated[
+        int,
+        typer.Option(help="Scale the load so the on-demand peak fleet is this many replicas."),
+    ] = 8,
+    load_scale: Annotated[
+        float | None,
+        typer.Option(help="Multiply the trace's tokens by this instead (overrides the above)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write summary.json, capacity.png and cumulative_cost.png here."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress lines on stderr.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Replay a real request trace and a real spot market through five scaling policies.
+
+    Compares, on the same demand and spot market: on_demand_peak (all on demand, sized for the
+    peak), seed_hybrid (the seed's on-demand P50 base + spot for the peak), reactive
+    (KEDA/HPA-style queue scaling, on demand only), planner (ours: costengine.spotplan each
+    tick, past data only) and oracle (perfect foresight: a mixed-integer program, the lower
+    bound). Reports cost, $/1M tokens, shortfall (work not served within --latency-bound-s),
+    scale actions, spot preemptions and savings against on_demand_peak.
+
+    The model is a capacity-level simulation in --step-s steps; a replica serves the throughput
+    model's tokens/s at the trace's mean request shape. Defaults: a 120 s cold start (an
+    assumption), billing per started minute, the seed's prices ($2.21 and $0.73 per A100-80GB
+    hour), the load scaled so on_demand_peak needs 8 replicas, the spot trace replayed in real
+    time. The module docstrings of costengine.backtest and costoperator.backtest have the
+    details.
+
+      llmcost backtest --trace ../shared/data/traces/azure_llm_2023_conv.csv
+
+      llmcost backtest --trace conv.csv --preemption-speedup 24 --out backtest-out --output json
+    """
+    from costoperator.backtest import BacktestOptions, SpotValues, backtest_command
+
+    backtest_command(
+        BacktestOptions(
+            trace=trace,
+            model=model,
+            gpu=gpu,
+            tp=tp,
+            quant=quant,
+            engine=engine,
+            prices=prices,
+            spot_trace=preemption_trace,
+            spot_always_available=spot_always_available,
+            spot_values=SpotValues(preemption_values.value),
+            spot_speedup=preemption_speedup,
+            spot_offset_s=preemption_offset_s,
+            spot_pool_replicas=spot_pool,
+            policies=tuple(p.value for p in policy or BacktestPolicy),
+            step_s=step_s,
+            control_period_s=control_period_s,
+            latency_bound_s=latency_bound_s,
+            cold_start_s=cold_start_s,
+            billing_granularity_s=billing_granularity_s,
+            billing_minimum_s=billing_minimum_s,
+            target_utilization=target_utilization,
+            max_spot_fraction=max_spot_fraction,
+            warmup_s=warmup_s,
+            rate_window_s=rate_window_s,
+            planner_headroom=planner_headroom,
+            planner_base_utilization=planner_base_utilization,
+            oracle_time_limit_s=oracle_time_limit_s,
+            peak_replicas=peak_replicas,
+            load_scale=load_scale,
+            out=out,
+            progress=not quiet,
+        ),
+        output.value,
+    )
+
+
 # --- run ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,149 @@
+"""`llmcost backtest` as users and scripts call it, on the shared real traces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LLMCOST = shutil.which("llmcost") or str(Path(sys.executable).with_name("llmcost"))
+POLICIES = ["on_demand_peak", "seed_hybrid", "reactive", "planner", "oracle"]
+# The oracle's best plan within a few seconds is enough here (it is close to optimal early);
+# the benchmark gives it the default 20 s.
+FAST_ORACLE = ["--oracle-time-limit-s", "3"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LLMCOST, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def conv_run(
+    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("backtest")
+    trace = shared_data / "traces" / "azure_llm_2023_conv.csv"
+    done = run(
+        "backtest", "--trace", str(trace), "--output", "json", "--out", str(out), *FAST_ORACLE
+    )
+    assert done.returncode == 0, done.stderr
+    return done, json.loads(done.stdout), out
+
+
+def test_json_has_the_five_policies_with_the_design_keys(
+    conv_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path],
+) -> None:
+    _, doc, _ = conv_run
+    assert list(doc["policies"]) == POLICIES
+    for name, p in doc["policies"].items():
+        for key in (
+            "cost_usd",
+            "shortfall_token_ratio",
+            "scale_actions",
+            "usd_per_million_tokens",
+            "savings_vs_on_demand_peak_ratio",
+            "preemptions",
+        ):
+            assert key in p, (name, key)
+        assert p["cost_usd"] > 0
+        assert 0 <= p["shortfall_token_ratio"] <= 1
+        assert p["usd_per_million_tokens"] == pytest.approx(
+            p["cost_usd"] / p["served_tokens"] * 1e6
+        )
+    assert doc["policies"]["on_demand_peak"]["shortfall_token_ratio"] == 0
+    assert doc["policies"]["on_demand_peak"]["savings_vs_on_demand_peak_ratio"] == 0
+    # The options used are part of the result, with the documented defaults.
+    opts = doc["options"]
+    assert opts["cold_start_s"] == 120
+    assert opts["billing_granularity_s"] == 60
+    assert opts["preemption_speedup"] == 1
+    assert doc["fleets"]["on_demand_peak_replicas"] == 8
+    assert doc["load_scale"] > 0
+    assert set(doc["goals"]) == {
+        "planner_within_10pct_of_oracle",
+        "planner_not_dearer_than_seed_hybrid",
+    }
+
+
+def test_the_oracle_is_the_cheapest(
+    conv_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path],
+) -> None:
+    _, doc, _ = conv_run
+    policies = doc["policies"]
+    oracle = policies["oracle"]
+    assert oracle["shortfall_token_ratio"] == 0
+    assert doc["oracle"]["lower_bound_usd"] <= oracle["cost_usd"]
+    for name, p in policies.items():
+        assert oracle["cost_usd"] <= p["cost_usd"], name
+
+
+def test_out_writes_the_summary_and_the_plots(
+    conv_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path],
+) -> None:
+    _, doc, out = conv_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == doc
+    for name in ("capacity.png", "cumulative_cost.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert len(data) > 10_000, name
+    assert sorted(Path(f).name for f in doc["files"]) == [
+        "capacity.png",
+        "cumulative_cost.png",
+        "summary.json",
+    ]
+
+
+def test_progress_goes_to_stderr_and_names_each_policy(
+    conv_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path],
+) -> None:
+    done, _, _ = conv_run
+    for name in POLICIES:
+        assert f"backtest: {name}: simulating" in done.stderr
+    assert "backtest: oracle: solving" in done.stderr
+
+
+def test_the_table_for_people(shared_data: Path) -> None:
+    trace = shared_data / "traces" / "azure_llm_2023_code.csv"
+    done = run(
+        "backtest", "--trace", str(trace), "--policy", "planner", "--policy", "seed_hybrid",
+        "--quiet", "--preemption-speedup", "24",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    for needle in ("on_demand_peak", "seed_hybrid", "planner", "preemption_4-node"):
+        assert needle in done.stdout
+    assert "oracle" not in done.stdout.split("Policies")[1].split("Goals")[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--trace", "no/such/trace.csv"], "trace file not found"),
+        (["--trace", "{spot}"], "not a Mooncake trace"),
+        (["--trace", "{conv}", "--model", "lama-2-70b"], "llama-2-70b"),
+        (["--trace", "{conv}", "--preemption-trace", "no/such.json"], "spot trace"),
+        (["--trace", "{conv}", "--control-period-s", "25"], "whole number of steps"),
+        (["--trace", "{conv}", "--warmup-s", "99999"], "nothing of the"),
+        (["--trace", "{conv}", "--out", "/proc/llmcost-backtest"], "cannot write"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(shared_data: Path, args: list[str], needle: str) -> None:
+    spot = "preemption_4-node_aws-08-03-2023_us-east-1f_v100_1.json"
+    paths = {
+        "{spot}": str(shared_data / "spot" / spot),
+        "{conv}": str(shared_data / "traces" / "azure_llm_2023_conv.csv"),
+    }
+    args = [paths.get(a, a) for a in args]
+    done = run("backtest", *args, "--quiet", "--policy", "on_demand_peak")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,395 @@
+"""The backtest's fleet model, spot replay, oracle and policies on small hand-made cases."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from costengine.backtest import (
+    POLICIES,
+    BacktestSettings,
+    FleetModel,
+    Observation,
+    OracleProgram,
+    OracleSolution,
+    PlannerPolicy,
+    StaticPolicy,
+    constant_capacity_shortfall,
+    demand_per_step,
+    make_policy,
+    oracle_program,
+    run_backtest,
+    simulate,
+    spot_availability,
+    sustained_peak_tokens_per_second,
+)
+from costengine.errors import InvalidInputError
+from costengine.spotplan import spot_fraction_bound
+from costoperator.backtest import BacktestError, read_spot_trace, solve_oracle
+
+# One replica serves 10 tokens/s; a replica-second costs $1 on demand and $0.25 on spot
+# (3600 $/h on one GPU), so costs read as replica-seconds.
+TINY = FleetModel(
+    replica_tokens_per_second=10,
+    gpus_per_replica=1,
+    on_demand_usd_per_gpu_hour=3600,
+    spot_usd_per_gpu_hour=900,
+    step_s=1,
+    control_period_s=1,
+    latency_bound_s=2,
+    cold_start_s=0,
+    billing_granularity_s=1,
+    billing_minimum_s=0,
+    target_utilization=1.0,
+    warmup_s=0,
+    rate_window_s=1,
+)
+
+
+class Scripted:
+    """Desired (on-demand, spot) per control tick, from a list (the last repeats)."""
+
+    name = "scripted"
+
+    def __init__(self, script: Sequence[tuple[int, int]]) -> None:
+        self.script = list(script)
+        self.seen: list[Observation] = []
+
+    def decide(self, obs: Observation) -> tuple[int, int]:
+        self.seen.append(obs)
+        return self.script[min(len(self.seen) - 1, len(self.script) - 1)]
+
+
+def oracle_solver(program: OracleProgram) -> OracleSolution:
+    return solve_oracle(program, time_limit_s=10)
+
+
+# --- The fluid step arithmetic -----------------------------------------------------------------
+
+
+def test_a_burst_is_served_within_the_bound_and_the_rest_is_shortfall() -> None:
+    # 30 tokens arrive at once; one replica serves 10 a step; they may wait 2 steps.
+    r = simulate([30, 0, 0], StaticPolicy("one", 1), TINY)
+    s = r.series
+    assert s.served_tokens_per_second == [10, 10, 0]
+    assert s.queued_tokens == [20, 0, 0]
+    assert s.shortfall_tokens == [0, 10, 0]
+    assert r.served_tokens == 20
+    assert r.shortfall_tokens == 10
+    assert r.shortfall_token_ratio == pytest.approx(1 / 3)
+
+
+def test_a_longer_latency_bound_turns_the_same_burst_into_no_shortfall() -> None:
+    fleet = FleetModel(**{**_fields(TINY), "latency_bound_s": 3})
+    r = simulate([30, 0, 0], StaticPolicy("one", 1), fleet)
+    assert r.series.served_tokens_per_second == [10, 10, 10]
+    assert r.shortfall_tokens == 0
+
+
+def test_work_is_served_first_come_first_served() -> None:
+    # Step 0's leftover goes before step 1's arrivals: 5 of step 0's tokens run out of time,
+    # then step 1's are served in time (serving the newest first would drop 15 instead).
+    r = simulate([25, 10, 0], StaticPolicy("one", 1), TINY)
+    assert r.series.served_tokens_per_second == [10, 10, 10]
+    assert r.series.shortfall_tokens == [0, 5, 0]
+
+
+def test_a_new_replica_serves_only_after_its_cold_start_but_is_billed_from_the_request() -> None:
+    fleet = FleetModel(**{**_fields(TINY), "cold_start_s": 2, "latency_bound_s": 1})
+    # One replica at first; a second one asked for at t = 1 serves from t = 3.
+    r = simulate([20] * 5, Scripted([(1, 0), (2, 0)]), fleet)
+    assert r.series.on_demand_ready == [1, 1, 1, 2, 2]
+    assert r.series.on_demand_starting == [0, 1, 1, 0, 0]
+    assert r.series.served_tokens_per_second == [10, 10, 10, 20, 20]
+    assert r.shortfall_tokens == 30
+    # 5 replica-seconds for the first, 4 (t = 1 … 5, cold start included) for the second.
+    assert r.cost_usd == pytest.approx(9)
+    assert r.scale_actions == 1
+
+
+@pytest.mark.parametrize(
+    ("granularity", "minimum", "lifetime", "billed"),
+    [
+        (60, 60, 10, 60),  # EC2-style minimum
+        (60, 60, 61, 120),  # per started minute
+        (1, 60, 61, 61),  # EC2: per second past the minute
+        (60, 0, 120, 120),
+    ],
+)
+def test_billing_rounds_each_replica_lifetime_up(
+    granularity: float, minimum: float, lifetime: float, billed: float
+) -> None:
+    fleet = FleetModel(
+        **{**_fields(TINY), "billing_granularity_s": granularity, "billing_minimum_s": minimum}
+    )
+    assert fleet.billed_s(lifetime) == billed
+    # Through the simulation: one replica alive for `lifetime` one-second steps.
+    r = simulate([0.0] * int(lifetime), StaticPolicy("one", 1), fleet)
+    assert r.cost_usd == pytest.approx(billed)
+
+
+def test_a_released_replica_is_billed_its_rounded_lifetime() -> None:
+    fleet = FleetModel(**{**_fields(TINY), "billing_granularity_s": 5})
+    # Two replicas, then one after t = 2: the second lived 2 s, billed 5; the first 8 s → 10.
+    r = simulate([0.0] * 8, Scripted([(2, 0), (2, 0), (1, 0)]), fleet)
+    assert r.cost_usd == pytest.approx(15)
+
+
+def test_the_warm_up_is_simulated_but_not_scored() -> None:
+    fleet = FleetModel(**{**_fields(TINY), "warmup_s": 2})
+    r = simulate([100, 100, 10, 10], StaticPolicy("one", 1), fleet)
+    assert r.demand_tokens == 20
+    assert r.shortfall_tokens == 0  # the warm-up's backlog is forgotten, not dropped
+    assert r.cost_usd == pytest.approx(2)
+    assert r.series.cumulative_usd == [0, 0, 1, 2]
+
+
+def test_sustained_peak_spreads_a_burst_over_the_latency_bound() -> None:
+    # Steady demand needs its rate, less what may still wait when the trace ends (k − 1 steps).
+    assert sustained_peak_tokens_per_second([5] * 99, 1, 2) == pytest.approx(5 * 99 / 100)
+    # 30 tokens may be served over 2 steps: 15 tokens/s, not 30.
+    assert sustained_peak_tokens_per_second([30, 0, 0], 1, 2) == pytest.approx(15)
+    peak = sustained_peak_tokens_per_second([30, 0, 0], 1, 2)
+    assert constant_capacity_shortfall([30, 0, 0], peak, 2) == 0
+    assert constant_capacity_shortfall([30, 0, 0], peak * 0.99, 2) > 0
+
+
+def test_demand_per_step_bins_arrivals() -> None:
+    assert demand_per_step([(0.0, 5), (0.5, 5), (2.1, 7)], 1) == [10, 0, 7]
+
+
+# --- Spot preemptions ----------------------------------------------------------------------
+
+
+def test_a_spot_replica_is_lost_when_a_one_node_trace_drops_to_no_capacity() -> None:
+    # A 1-node trace read as availability (1 = running): running, running, then preempted.
+    market = spot_availability(
+        [1, 1, 0, 0, 1], gap_s=1, nodes=1, pool_replicas=1, steps=5, step_s=1,
+        values_are_preempted=False,
+    )  # fmt: skip
+    assert market == [1, 1, 0, 0, 1]
+    r = simulate([10.0] * 5, StaticPolicy("hybrid", 1, 1), TINY, market)
+    assert r.preemptions == 1
+    assert r.series.spot_ready == [1, 1, 0, 0, 1]  # replaced when the market gives it back
+    assert r.series.on_demand_ready == [1] * 5
+
+
+def test_spot_values_counting_preemptions_are_read_the_other_way_round() -> None:
+    market = spot_availability(
+        [0, 0, 1], gap_s=1, nodes=1, pool_replicas=4, steps=3, step_s=1
+    )  # the default reading: a value counts preempted instances
+    assert market == [4, 4, 0]
+
+
+def test_a_multi_node_trace_scales_to_the_pool_and_time_maps_with_speedup() -> None:
+    values = [4, 3, 2, 0]  # instances available of 4, one 100 s tick each
+    kw = {"gap_s": 100.0, "nodes": 4, "pool_replicas": 8, "step_s": 10.0}
+    real_time = spot_availability(values, steps=25, values_are_preempted=False, **kw)
+    assert real_time[:10] == [8] * 10
+    assert real_time[10:20] == [6] * 10
+    compressed = spot_availability(values, steps=4, values_are_preempted=False, speedup=10, **kw)
+    assert compressed == [8, 6, 4, 0]
+    shifted = spot_availability(values, steps=1, values_are_preempted=False, offset_s=300, **kw)
+    assert shifted == [0]
+
+
+def test_spot_cannot_start_while_the_market_is_below_the_desired_count() -> None:
+    r = simulate([0.0] * 4, StaticPolicy("hybrid", 1, 3), TINY, [1, 1, 3, 3])
+    assert r.series.spot_ready == [1, 1, 3, 3]
+    assert r.preemptions == 0
+
+
+def test_read_spot_trace_takes_the_pool_size_from_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "preemption_4-node_x.json"
+    path.write_text(json.dumps({"metadata": {"gap_seconds": 300}, "data": [0, 1, 4]}))
+    trace = read_spot_trace(path)
+    assert (trace.nodes, trace.gap_s, trace.values) == (4, 300.0, [0.0, 1.0, 4.0])
+
+
+@pytest.mark.parametrize(
+    "content", ["not json", '{"data": [1]}', '{"metadata": {"gap_seconds": 0}, "data": [1]}']
+)
+def test_a_broken_spot_trace_is_a_backtest_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "spot.json"
+    path.write_text(content)
+    with pytest.raises(BacktestError, match="spot trace"):
+        read_spot_trace(path)
+
+
+def test_the_shared_spot_traces_all_read(shared_data: Path) -> None:
+    for path in sorted((shared_data / "spot").glob("*.json")):
+        trace = read_spot_trace(path)
+        assert max(trace.values) <= trace.nodes
+        assert trace.gap_s > 0
+
+
+# --- The oracle ----------------------------------------------------------------------------
+
+
+def test_the_oracle_finds_the_hand_computed_optimum() -> None:
+    # Demand 10, 20, 10 tokens, served in the step it arrives (bound 1 s): 1, 2, 1 replicas.
+    # Spot may be at most half the fleet and the fleet has at least one on-demand replica, so
+    # the cheapest plan is 1 on demand throughout and 1 spot in the middle step:
+    # 3 × $1 + 1 × $0.25 = $3.25.
+    fleet = FleetModel(**{**_fields(TINY), "latency_bound_s": 1})
+    program = oracle_program([10, 20, 10], fleet, None, max_spot_replicas=8, max_spot_fraction=0.5)
+    solution = oracle_solver(program)
+    assert solution.objective_usd == pytest.approx(3.25)
+    assert program.schedule(solution.x) == [(1, 0), (1, 1), (1, 0)]
+    assert solution.lower_bound_usd <= solution.objective_usd + 1e-9
+
+
+def test_the_oracle_pays_cold_starts_and_respects_the_market() -> None:
+    # As above with a 1 s cold start: a spot replica for the middle step costs $0.25 + a $0.25
+    # start; no spot in the market there forces a second on-demand replica ($1 + $1 start).
+    fleet = FleetModel(**{**_fields(TINY), "latency_bound_s": 1, "cold_start_s": 1})
+    free = oracle_solver(oracle_program([10, 20, 10], fleet, None, 8, 0.5))
+    assert free.objective_usd == pytest.approx(3.5)
+    none = oracle_solver(oracle_program([10, 20, 10], fleet, [8, 0, 8], 8, 0.5))
+    assert none.objective_usd == pytest.approx(5.0)
+
+
+def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> None:
+    fleet = FleetModel(
+        replica_tokens_per_second=100,
+        gpus_per_replica=4,
+        on_demand_usd_per_gpu_hour=2.21,
+        spot_usd_per_gpu_hour=0.73,
+        control_period_s=60,
+        cold_start_s=60,
+        warmup_s=60,
+    )
+    demand = _bursty(150)
+    market = [8] * 60 + [2] * 30 + [8] * 60
+    result = run_backtest(demand, BacktestSettings(fleet), market, oracle_solver)
+    oracle = result.policies["oracle"]
+    assert oracle.shortfall_token_ratio == 0
+    assert result.oracle is not None
+    assert result.oracle.lower_bound_usd <= oracle.cost_usd
+    for name, r in result.policies.items():
+        if r.shortfall_tokens == 0:
+            assert oracle.cost_usd <= r.cost_usd + 1e-9, name
+
+
+def test_on_demand_peak_never_falls_short() -> None:
+    fleet = FleetModel(replica_tokens_per_second=50, gpus_per_replica=1,
+                       on_demand_usd_per_gpu_hour=1, spot_usd_per_gpu_hour=0.3)  # fmt: skip
+    for seed in range(5):
+        demand = _bursty(240, seed)
+        result = run_backtest(demand, BacktestSettings(fleet), None, None, ("on_demand_peak",))
+        assert result.policies["on_demand_peak"].shortfall_tokens == 0
+
+
+def test_an_unknown_policy_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="unknown policy"):
+        run_backtest([1.0] * 60, BacktestSettings(TINY), None, None, ("cheapest",))
+
+
+# --- The planner ---------------------------------------------------------------------------
+
+
+def test_the_planner_never_exceeds_its_limits() -> None:
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73)  # fmt: skip
+    demand = _bursty(720, seed=3)
+    market = [(i // 40) % 5 * 2 for i in range(720)]  # 0, 2, 4, 6, 8 replicas, changing
+    for fraction in (0.3, 0.7):
+        planner = make_policy("planner", fleet, 10, 3, 6, fraction)
+        assert isinstance(planner, PlannerPolicy)
+        r = simulate(demand, planner, fleet, market)
+        decisions = planner.decisions
+        assert decisions
+        for od, spot in decisions:
+            assert od >= 1
+            assert 0 <= spot <= 6
+            bound = spot_fraction_bound(fraction, od)
+            assert bound is None or spot <= bound
+        assert max(r.series.spot_ready) <= 6
+
+
+def test_a_flapping_signal_changes_the_planners_replicas_a_few_times_an_hour() -> None:
+    """RELIABILITY 9: a metric alternating every tick changes replicas at most a few times an
+    hour (the governor's step limit and stabilization window)."""
+    fleet = FleetModel(replica_tokens_per_second=1000, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       rate_window_s=30, warmup_s=0)  # fmt: skip
+    per = fleet.steps_per_period
+    hour = int(3600 / fleet.step_s)
+    high, low = 8000 * fleet.step_s, 2000 * fleet.step_s
+    demand = [high if (t // per) % 2 == 0 else low for t in range(hour)]
+    planner = make_policy("planner", fleet, 12, 4, 8, 0.7)
+    assert isinstance(planner, PlannerPolicy)
+    r = simulate(demand, planner, fleet)
+    assert r.spot_replica_hours > 0  # the signal did call for spot
+    assert r.scale_actions <= 6
+    assert len(planner.decisions) == hour // per  # it decided every tick
+
+
+def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> None:
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=300)  # fmt: skip
+    # Minutes of 400 and 1,000 tokens/s: the P50 base (7 replicas at full throughput) alone
+    # drops work in the busy minutes, so spot that never comes must be made up on demand, also
+    # once the planner has given up on spot.
+    demand = [(1000.0 if (t // 6) % 2 else 400.0) * fleet.step_s for t in range(360)]
+    with_spot = simulate(demand, make_policy("planner", fleet, 12, 2, 8, 0.7), fleet)
+    no_market = simulate(demand, make_policy("planner", fleet, 12, 2, 8, 0.7), fleet, [0] * 360)
+    assert with_spot.spot_replica_hours > 0
+    assert no_market.spot_replica_hours == 0
+    assert no_market.shortfall_tokens == with_spot.shortfall_tokens == 0
+    assert no_market.on_demand_replica_hours > with_spot.on_demand_replica_hours
+
+
+def test_every_policy_runs_and_reports_in_order() -> None:
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       control_period_s=60)  # fmt: skip
+    result = run_backtest(_bursty(150), BacktestSettings(fleet), None, oracle_solver)
+    assert tuple(result.policies) == POLICIES
+    assert result.savings_vs_on_demand_peak_ratio("on_demand_peak") == 0
+    for r in result.policies.values():
+        assert r.cost_usd > 0
+        assert math.isclose(r.cost_usd, r.on_demand_usd + r.spot_usd)
+        assert r.series.cumulative_usd[-1] == pytest.approx(r.cost_usd)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _fields(fleet: FleetModel) -> dict[str, float]:
+    return {name: getattr(fleet, name) for name in FleetModel.__dataclass_fields__}
+
+
+def _bursty(steps: int, seed: int = 0) -> list[float]:
+    """Tokens per 10 s step: a slow wave with bursts (deterministic, no RNG dependency)."""
+    out = []
+    for t in range(steps):
+        wave = 300 + 200 * math.sin(2 * math.pi * t / 120 + seed)
+        burst = 900 if (t * 7 + seed * 13) % 53 < 3 else 0
+        out.append((wave + burst) * 10)
+    return out
+
+
+def test_what_the_solver_prints_in_c_does_not_reach_stdout() -> None:
+    """HiGHS prints a stray line on C stdout (ERGO-Code/HiGHS#2783); `--output json` must stay
+    parseable, so the solve runs with C stdout sent to stderr."""
+    script = (
+        "import ctypes, sys\n"
+        "from costoperator.backtest import _c_stdout_to_stderr\n"
+        "print('before', flush=True)\n"
+        "with _c_stdout_to_stderr():\n"
+        "    ctypes.CDLL(None).printf(b'from C\\n')\n"
+        "print('after')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "before\nafter\n"
+    assert "from C" in done.stderr
