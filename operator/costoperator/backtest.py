@@ -29,6 +29,7 @@ Errors: an unreadable trace or spot trace, or an output folder that cannot be wr
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import itertools
 import json
 import math
@@ -111,6 +112,10 @@ def read_spot_trace(path: Path) -> SpotTrace:
     return SpotTrace(path, values, gap, nodes)
 
 
+#: The fleet model's defaults, stated once (costengine.backtest.FleetModel).
+_FLEET: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(FleetModel)}
+
+
 @dataclass(frozen=True, slots=True)
 class BacktestOptions:
     trace: Path
@@ -129,15 +134,15 @@ class BacktestOptions:
     spot_pool_replicas: int | None = None
     """None: the on-demand peak fleet."""
     policies: tuple[str, ...] = POLICIES
-    step_s: float = 10.0
-    control_period_s: float = 30.0
-    latency_bound_s: float = 30.0
-    cold_start_s: float = 120.0
-    billing_granularity_s: float = 60.0
-    billing_minimum_s: float = 60.0
-    target_utilization: float = 0.7
+    step_s: float = _FLEET["step_s"]
+    control_period_s: float = _FLEET["control_period_s"]
+    latency_bound_s: float = _FLEET["latency_bound_s"]
+    cold_start_s: float = _FLEET["cold_start_s"]
+    billing_granularity_s: float = _FLEET["billing_granularity_s"]
+    billing_minimum_s: float = _FLEET["billing_minimum_s"]
+    target_utilization: float = _FLEET["target_utilization"]
     max_spot_fraction: float = 0.7
-    warmup_s: float = 300.0
+    warmup_s: float = _FLEET["warmup_s"]
     rate_window_s: float = 60.0
     planner_headroom: float = 0.1
     planner_base_utilization: float = 1.0

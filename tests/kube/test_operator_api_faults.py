@@ -53,6 +53,14 @@ def status(cluster: ClusterEmulator, name: str) -> dict[str, Any]:
     return dict((cluster.get("icp", name, namespace=NS) or {}).get("status") or {})
 
 
+async def first_status(cluster: ClusterEmulator, eventually: Eventually) -> None:
+    await eventually(
+        lambda: status(cluster, "llama70b").get("workloads") == 2,
+        timeout=20,
+        what="the first status",
+    )
+
+
 def memo() -> kopf.Memo:
     config = OperatorConfig(
         prometheus_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: ticks fail
@@ -71,11 +79,7 @@ async def test_dropped_watches_lose_nothing(
     seed(kube_env)
     registry = kopf.get_default_registry()
     async with run_kopf(registry, memo=memo()) as operator:
-        await eventually(
-            lambda: status(kube_env, "llama70b").get("workloads") == 2,
-            timeout=20,
-            what="the first status",
-        )
+        await first_status(kube_env, eventually)
         assert status(kube_env, "llama70b")["stale"] is True  # Prometheus is unreachable
         assert kube_env.drop_watches(mode) >= 2  # type: ignore[arg-type]
         # Made while the watches are down: a policy and one more workload for the first.
@@ -102,11 +106,7 @@ async def test_minutes_without_the_api_server_are_ridden_out(
     seed(kube_env)
     registry = kopf.get_default_registry()
     async with run_kopf(registry, memo=memo()) as operator:
-        await eventually(
-            lambda: status(kube_env, "llama70b").get("workloads") == 2,
-            timeout=20,
-            what="the first status",
-        )
+        await first_status(kube_env, eventually)
         with kube_env.outage():
             await asyncio.sleep(30)
             assert not operator.done()
