@@ -34,8 +34,6 @@ from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.state import ClusterState
 
 PAUSE_ANNOTATION = "llmcost.io/pause-scaling"
-#: When a policy sets no maxReplicas and the operator no global cap.
-DEFAULT_MAX_REPLICAS = 8
 
 
 class StepKind(StrEnum):
@@ -67,10 +65,9 @@ def paused(annotations: Mapping[str, str] | None) -> bool:
 def governor_limits(policy: PolicyView, global_cap: int | None) -> GovernorLimits:
     spot = policy.spot
     assert spot is not None
-    most = spot.max_replicas if spot.max_replicas is not None else DEFAULT_MAX_REPLICAS
     return GovernorLimits(
         min_replicas=spot.min_replicas,
-        max_replicas=max(most, spot.min_replicas),
+        max_replicas=max(spot.most_replicas(global_cap), spot.min_replicas),
         global_cap=global_cap,
         max_step_up=spot.max_step or 2,
         scale_up_period_s=float(
@@ -88,11 +85,19 @@ class Actuator:
 
     global_cap: int | None = None
     states: dict[tuple[str, str], GovernorState] = field(default_factory=dict)
+    last: dict[tuple[str, str], StepKind] = field(default_factory=dict)
+    """Per policy, the kind of its previous step (an event marks a change, not every tick)."""
 
     def forget_except(self, keys: set[tuple[str, str]]) -> None:
-        for key in list(self.states):
-            if key not in keys:
-                del self.states[key]
+        for kept in (self.states, self.last):
+            for key in [k for k in kept if k not in keys]:
+                del kept[key]
+
+    def changed(self, step: Step) -> bool:
+        """Record `step`; whether its kind differs from the policy's previous step."""
+        key = (step.namespace, step.policy)
+        previous, self.last[key] = self.last.get(key), step.kind
+        return previous is not step.kind
 
     def decide(
         self,

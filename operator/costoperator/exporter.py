@@ -28,21 +28,38 @@ SnapshotKey = tuple[str, str, str]  # (namespace, policy, workload)
 REPORTED_CAPACITY = (CapacityType.ON_DEMAND, CapacityType.SPOT)
 
 
+def by_policy(
+    figures: Mapping[SnapshotKey, WorkloadFigures],
+) -> dict[tuple[str, str], dict[SnapshotKey, WorkloadFigures]]:
+    """The figures grouped by (namespace, policy), in one pass."""
+    grouped: dict[tuple[str, str], dict[SnapshotKey, WorkloadFigures]] = {}
+    for key, f in figures.items():
+        grouped.setdefault(key[:2], {})[key] = f
+    return grouped
+
+
 class Snapshot:
     """The latest figures per workload, replaced whole by each tick."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._figures: Mapping[SnapshotKey, WorkloadFigures] = MappingProxyType({})
+        self._by_policy: dict[tuple[str, str], dict[SnapshotKey, WorkloadFigures]] = {}
 
     def replace(self, figures: Mapping[SnapshotKey, WorkloadFigures]) -> None:
         frozen = MappingProxyType(dict(figures))
+        grouped = by_policy(frozen)
         with self._lock:
-            self._figures = frozen
+            self._figures, self._by_policy = frozen, grouped
 
     def current(self) -> Mapping[SnapshotKey, WorkloadFigures]:
         with self._lock:
             return self._figures
+
+    def of_policy(self, namespace: str, policy: str) -> list[WorkloadFigures]:
+        """One policy's figures (each policy's status timer asks; no scan of the rest)."""
+        with self._lock:
+            return list(self._by_policy.get((namespace, policy), {}).values())
 
 
 def _ok(value: float | None) -> bool:

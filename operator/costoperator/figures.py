@@ -53,13 +53,17 @@ class SpotView:
     scale_up_stabilization_s: int | None = None
     scale_down_stabilization_s: int | None = None
 
+    def most_replicas(self, global_cap: int | None) -> int:
+        """`maxReplicas`; unset, the operator's global cap, else the planner's default."""
+        if self.max_replicas is not None:
+            return self.max_replicas
+        return max(self.min_replicas, global_cap or SpotLimits().max_replicas)
+
     def limits(self, global_cap: int | None) -> SpotLimits:
         defaults = SpotLimits()
         return SpotLimits(
             min_replicas=self.min_replicas,
-            max_replicas=self.max_replicas
-            if self.max_replicas is not None
-            else max(self.min_replicas, global_cap or defaults.max_replicas),
+            max_replicas=self.most_replicas(global_cap),
             max_spot_fraction=self.max_spot_fraction
             if self.max_spot_fraction is not None
             else defaults.max_spot_fraction,

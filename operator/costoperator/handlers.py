@@ -154,7 +154,6 @@ async def actuate(
     actuator: Actuator = memo["actuator"]
     auto = [v for v in views if v.spot is not None and v.spot.mode == "Auto"]
     actuator.forget_except({(v.namespace, v.name) for v in auto})
-    last: dict[tuple[str, str], StepKind] = memo.setdefault("last_step", {})
     for view in auto:
         key = (view.namespace, view.name)
         step = actuator.decide(
@@ -170,6 +169,7 @@ async def actuate(
         else:
             runtime.conflicts.pop(key, None)
         target = f"{step.workload_kind} {step.workload}"
+        changed = actuator.changed(step)
         if step.kind is StepKind.SCALE and step.desired is not None:
             scaler: ScaleClient | None = memo.get("scaler")
             try:
@@ -189,14 +189,13 @@ async def actuate(
                 "ScaledUp" if step.direction == "up" else "ScaledDown",
                 f"{target}: {step.current} → {step.desired} replicas ({step.reason})",
             )
-        elif step.kind is not last.get(key) and step.kind is not StepKind.HOLD:
+        elif changed and step.kind is not StepKind.HOLD:
             runtime.post(
                 key,
                 "Warning" if step.kind is StepKind.CONFLICT else "Normal",
                 "ScalingConflict" if step.kind is StepKind.CONFLICT else "ScalingPaused",
                 f"{target}: {step.reason}",
             )
-        last[key] = step.kind
 
 
 # --- the cluster picture (watched only: no finalizers, no annotations) -----------------------
@@ -322,7 +321,7 @@ def policy_status(
         status = invalid_status(runtime.invalid[key], body.metadata.get("generation"), now)
     elif key in runtime.policies:
         snapshot: Snapshot = memo["snapshot"]
-        figures = [f for (ns, p, _w), f in snapshot.current().items() if (ns, p) == key]
+        figures = snapshot.of_policy(*key)
         status = runtime.status_for(key, figures, memo["prometheus_ok"], now)
     else:
         return

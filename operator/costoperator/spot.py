@@ -22,6 +22,7 @@ from dataclasses import replace
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
 from costengine.spotplan import ReplicaEconomics, SpotPlan, plan_spot
+from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
 
 #: Demand history kept per policy: the planner's base quantile looks at this much.
@@ -136,12 +137,13 @@ def with_recommendations(
 ) -> dict[tuple[str, str, str], WorkloadFigures]:
     """The tick's figures, with each planned policy's recommendation on its spot workload."""
     out = dict(figures)
+    grouped = by_policy(figures)
     planned = []
     for policy in policies:
         if policy.spot is None:
             continue
         planned.append((policy.namespace, policy.name))
-        mine = {w: f for (ns, p, w), f in figures.items() if (ns, p) == planned[-1]}
+        mine = {w: f for (_, _, w), f in grouped.get(planned[-1], {}).items()}
         plan, why = plan_for_policy(
             policy, mine, policy.prices or default_prices, history, now, global_cap
         )

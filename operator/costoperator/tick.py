@@ -240,6 +240,7 @@ def _run_tick(
     figures: dict[SnapshotKey, WorkloadFigures] = {}
     for policy in policies:
         window_rates = rates.get(policy.window, {})
+        mine: dict[SnapshotKey, WorkloadFigures] = {}
         for w in cluster.workloads_of(policy):
             key = (policy.namespace, policy.name, w.name)
             baseline = (
@@ -259,10 +260,10 @@ def _run_tick(
             )
             if partial or errors:
                 current = _marked_stale(current)
-            figures[key] = carry_forward(previous.get(key), current)
+            mine[key] = carry_forward(previous.get(key), current)
         if policy.semantic is not None:
-            mine = {k: f for k, f in figures.items() if k[:2] == (policy.namespace, policy.name)}
-            figures.update(with_semantic_savings(policy, mine, semantic.get(policy.window, [])))
+            mine = with_semantic_savings(policy, mine, semantic.get(policy.window, []))
+        figures.update(mine)
     return TickReport(
         figures=figures,
         queries=len(queries),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import glob
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -26,7 +25,6 @@ from typing import Any
 
 import helm_python as helm
 import jsonschema
-import pytest
 from harness.deploy import CHART, CUSTOM_KINDS, DEPLOY, GENERATE, ROOT, documents, kube_errors
 
 from costoperator.actuator import PAUSE_ANNOTATION
@@ -267,13 +265,9 @@ def run_promtool(args: list[str], session: Session) -> None:
     assert {Path(f).name for f in files} == {
         p.name for p in (DEPLOY / "prometheus" / "tests").glob("*.yaml")
     }
-    from harness.prometheus import find_binary
+    from harness.prometheus import find_binary, not_installed
 
-    promtool = find_binary("promtool")
-    if promtool is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool not installed (scripts/install-prometheus)", pytrace=False)
-        pytest.skip("promtool not installed: run scripts/install-prometheus")
+    promtool = find_binary("promtool") or not_installed("promtool")
     done = subprocess.run(
         [str(promtool), *args[:2], *files], capture_output=True, text=True, cwd=ROOT
     )

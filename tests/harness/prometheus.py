@@ -5,8 +5,12 @@ The reusable part lives in `costoperator.promserver` (demos use it too); tests i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from costoperator.promserver import (
     PrometheusError,
@@ -35,8 +39,21 @@ __all__ = [
     "find_binary",
     "format_duration",
     "free_port",
+    "not_installed",
     "openmetrics_series",
 ]
+
+
+def not_installed(what: str) -> NoReturn:
+    """A missing Prometheus binary: a failure in CI (`CI=true`), where scripts/test installs it
+    before pytest, so that step must have failed; a skip on a developer machine."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            f"{what} not installed: in CI no test may skip; scripts/test runs "
+            "scripts/install-prometheus before pytest, so that step must have failed",
+            pytrace=False,
+        )
+    pytest.skip(f"{what} not installed: run scripts/install-prometheus")
 
 
 @dataclass(frozen=True, slots=True)
