@@ -16,9 +16,13 @@ The safety rules (RELIABILITY 8-13):
   gets a `Conflict` condition instead;
 - missing, stale or partial data holds the current count (`onMetricsLoss: Hold`): no data is
   never a reason to scale down;
-- one active instance: run one replica with the `Recreate` strategy. (kopf's peering pauses
-  a lower-priority instance's watch handlers, not this operator's tick task, so peering alone
-  does not keep a second instance from scaling.)
+- one active instance: only the holder of the leader Lease calls `decide` (leader.py); a
+  standby keeps no governor state, and a new leader starts from what the policy records;
+- a restart does not reset the step period: before each scale request the handler writes the
+  policy's `status.scaling` (time, from, to); a restarted operator or a new leader passes the
+  age of the last recorded scale-up as `since_scale_up_s`, so a second scale-up waits out the
+  period even when the first one's process died mid-step. Scale-down needs no record: a fresh
+  governor seeds its stabilization window with the current count.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ class Actuator:
     last: dict[tuple[str, str], StepKind] = field(default_factory=dict)
     """Per policy, the kind of its previous step (an event marks a change, not every tick)."""
 
+    def forget(self) -> None:
+        """Drop every policy's state (this instance stopped leading)."""
+        self.states.clear()
+        self.last.clear()
+
     def forget_except(self, keys: set[tuple[str, str]]) -> None:
         for kept in (self.states, self.last):
             for key in [k for k in kept if k not in keys]:
@@ -108,7 +117,11 @@ class Actuator:
         annotations: Mapping[str, str] | None,
         data_ok: bool,
         now: float,
+        since_scale_up_s: float | None = None,
     ) -> Step:
+        """`since_scale_up_s`: the age of the last scale-up recorded in the policy's status,
+        used only when this actuator has no state for the policy yet (after a restart or a
+        change of leader)."""
         spot = policy.spot
         assert spot is not None, "decide() is for policies with spot planning"
         kind, name = spot.target
@@ -138,7 +151,14 @@ class Actuator:
             return step(StepKind.HOLD, f"{kind} {name} not found or has no replica count")
         current = workload.replicas
         limits = governor_limits(policy, self.global_cap)
-        state = self.states.get(key, GovernorState())
+        state = self.states.get(key)
+        if state is None:
+            resumed = (
+                now - max(since_scale_up_s, 0.0)
+                if since_scale_up_s is not None and since_scale_up_s < limits.scale_up_period_s
+                else None
+            )
+            state = GovernorState(last_scale_up_at=resumed)
         figure = figures.get((policy.namespace, policy.name, name))
         recommended = figure.spot_recommended_replicas if figure is not None else None
         try:
@@ -170,24 +190,23 @@ class Actuator:
 class ScaleClient(Protocol):
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None: ...
 
+    def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the policy's `status.scaling` (written before the scale)."""
+        ...
+
 
 class KubernetesScaleClient:
-    """Writes `spec.replicas` through the workload's `scale` subresource (merge patch), with
-    the cluster found as kubectl finds it (in-cluster service account, else KUBECONFIG)."""
+    """Writes `spec.replicas` through the workload's `scale` subresource (merge patch), and the
+    scaling record into the policy's status subresource."""
 
     def __init__(self) -> None:
-        import os
+        from kubernetes import client
 
-        from kubernetes import client, config
+        from costoperator.kubeapi import PolicyStatusClient, api_client
 
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api = client.ApiClient()
-        else:
-            api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG")
-            )
+        api = api_client()
         self._apps = client.AppsV1Api(api)
+        self._status = PolicyStatusClient(api)
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         body: dict[str, Any] = {"spec": {"replicas": replicas}}
@@ -197,3 +216,6 @@ class KubernetesScaleClient:
             else self._apps.patch_namespaced_stateful_set_scale
         )
         patch(name, namespace, body, _content_type="application/merge-patch+json")
+
+    def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
+        self._status.patch(namespace, policy, {"scaling": dict(record)})

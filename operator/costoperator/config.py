@@ -23,3 +23,10 @@ class OperatorConfig:
     spot_global_cap: int | None = None
     """Most spot replicas the planner recommends for any one workload (None: the policy's own
     maxReplicas, or the planner's default of 8 when a policy sets none)."""
+    leader_election: bool = True
+    """Act (scale, write status and events) only while holding the Lease below."""
+    lease_name: str = "llm-cost-operator"
+    lease_namespace: str = "default"
+    lease_duration_s: float = 15.0
+    lease_renew_deadline_s: float = 10.0
+    lease_retry_period_s: float = 2.0

@@ -72,6 +72,7 @@ __all__ = [
     "MetricsLossAction",
     "PolicySpecError",
     "PricingSpec",
+    "ScalingRecord",
     "SemanticCacheSpec",
     "SpotMode",
     "SpotSpec",
@@ -712,6 +713,22 @@ class Condition(_Wire):
     )
 
 
+class ScalingRecord(_Wire):
+    """The actuator's last scale action, written before the scale request is sent, so that an
+    operator restarted (or a new leader) keeps the step period across the restart."""
+
+    last_scale_time: AwareDatetime = Field(description="When the last scale was requested.")
+    last_scale_up_time: AwareDatetime | None = Field(
+        default=None, description="When the last scale-up was requested."
+    )
+    workload: str = Field(max_length=253, description="The scaled workload, Kind/name.")
+    from_replicas: int = Field(ge=0, description="Replicas before the scale.")
+    to_replicas: int = Field(ge=0, description="Replicas requested.")
+    holder: str | None = Field(
+        default=None, max_length=253, description="The operator instance that asked."
+    )
+
+
 class InferenceCostPolicyStatus(_Wire):
     """The live figures of the policy's workloads, summed over them."""
 
@@ -745,6 +762,9 @@ class InferenceCostPolicyStatus(_Wire):
     )
     last_updated: AwareDatetime | None = Field(
         default=None, description="When the figures were last computed."
+    )
+    scaling: ScalingRecord | None = Field(
+        default=None, description="Auto mode's last scale action (the actuator writes it)."
     )
 
     @model_validator(mode="after")
@@ -878,10 +898,16 @@ def status_patch(status: InferenceCostPolicyStatus) -> dict[str, Any]:
     each field it leaves unset, so a figure that went missing is removed rather than left stale
     (RELIABILITY item 1: no data is not the last value)."""
     patch: dict[str, Any] = {
-        field.alias or name: None for name, field in type(status).model_fields.items()
+        field.alias or name: None
+        for name, field in type(status).model_fields.items()
+        if name not in _WRITTEN_BY_ACTUATOR
     }
     patch.update(to_wire(status))
     return patch
+
+
+#: Status fields the actuator writes itself (before a scale); the summary patch leaves them be.
+_WRITTEN_BY_ACTUATOR = frozenset({"scaling"})
 
 
 # --- CRD generation --------------------------------------------------------------------------

@@ -250,6 +250,11 @@ class SelfMetrics:
             ["direction", "mode"],
             registry=registry,
         )
+        self.leader = Gauge(
+            "llmcost_leader",
+            "1 while this instance holds the leader Lease and may write (scale, status, events).",
+            registry=registry,
+        )
         build = Gauge("llmcost_build_info", "Build information.", ["version"], registry=registry)
         build.labels(__version__).set(1)
         for outcome in ("success", "error", "invalid", "partial"):

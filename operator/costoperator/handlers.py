@@ -27,6 +27,8 @@ from costoperator.config import OperatorConfig
 from costoperator.crds import PolicySpecError
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import PolicyView, WorkloadFigures
+from costoperator.kubeapi import PolicyStatusClient
+from costoperator.leader import AlwaysLeader, KubernetesLeaseStore, LeaseElector
 from costoperator.promclient import PromClient
 from costoperator.runtime import Runtime, invalid_status
 from costoperator.state import ClusterState
@@ -81,16 +83,73 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             config.metrics_port, addr=config.metrics_address, registry=registry
         )
         memo["metrics_server"] = server
+    memo["status_client"] = await asyncio.to_thread(PolicyStatusClient)
+    memo["elector"] = await _elector(config)
+    await _lead_once(memo)  # a lone instance leads from its first tick
+    memo["lease_task"] = asyncio.create_task(lease_loop(memo))
     memo["tick_task"] = asyncio.create_task(tick_loop(memo))
+
+
+async def _elector(config: OperatorConfig) -> LeaseElector | AlwaysLeader:
+    if not config.leader_election:
+        return AlwaysLeader()
+    store = await asyncio.to_thread(KubernetesLeaseStore)
+    return LeaseElector(
+        store,
+        config.lease_namespace,
+        config.lease_name,
+        lease_duration_s=config.lease_duration_s,
+        renew_deadline_s=config.lease_renew_deadline_s,
+        retry_period_s=config.lease_retry_period_s,
+    )
+
+
+def leading(memo: kopf.Memo) -> bool:
+    """Whether this instance may write now (RELIABILITY 13; see leader.py)."""
+    elector: LeaseElector | AlwaysLeader | None = memo.get("elector")
+    return elector is not None and elector.is_leader()
+
+
+async def _lead_once(memo: kopf.Memo) -> None:
+    elector: LeaseElector | AlwaysLeader = memo["elector"]
+    was = memo.get("was_leading")  # None before the first attempt: say where we stand
+    try:
+        await asyncio.to_thread(elector.attempt)
+    except Exception as exc:  # the API is away: leadership lapses at the renew deadline
+        log.warning("leader Lease: %s", exc)
+    now = elector.is_leader()
+    if now != was:
+        if now:
+            log.info(
+                "leading as %s: scaling, status and events are this instance's", elector.identity
+            )
+        else:
+            log.info("standing by: the Lease is held by %s", elector.holder or "nobody")
+            if was:
+                memo["actuator"].forget()
+    memo["was_leading"] = now
+    memo["self_metrics"].leader.set(1 if now else 0)
+
+
+async def lease_loop(memo: kopf.Memo) -> None:
+    """Acquire or renew the leader Lease every retry period (client-go's rhythm)."""
+    elector: LeaseElector | AlwaysLeader = memo["elector"]
+    while True:
+        await asyncio.sleep(elector.retry_period_s)
+        await _lead_once(memo)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.get("tick_task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("tick_task", "lease_task"):
+        task: asyncio.Task[None] | None = memo.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    elector: LeaseElector | AlwaysLeader | None = memo.get("elector")
+    if elector is not None:  # a successor need not wait the Lease out
+        await asyncio.to_thread(elector.release)
     server = memo.get("metrics_server")
     if server is not None:
         server.shutdown()
@@ -138,7 +197,10 @@ async def tick_loop(memo: kopf.Memo) -> None:
                     log.warning("Prometheus: %s", error)
         else:
             snapshot.replace({})
-        await asyncio.sleep(runtime.tick_interval_s(config.default_interval_s))
+        interval = runtime.tick_interval_s(config.default_interval_s)
+        # No policy yet (e.g. at startup, before the first watch events): look again soon
+        # rather than a whole default interval later.
+        await asyncio.sleep(interval if views else min(interval, 1.0))
 
 
 async def actuate(
@@ -152,10 +214,14 @@ async def actuate(
     out with the policy's status timer (kopf posts events from its handlers' context)."""
     runtime: Runtime = memo["runtime"]
     actuator: Actuator = memo["actuator"]
+    if not leading(memo):  # a standby decides nothing and keeps no governor state
+        actuator.forget()
+        return
     auto = [v for v in views if v.spot is not None and v.spot.mode == "Auto"]
     actuator.forget_except({(v.namespace, v.name) for v in auto})
     for view in auto:
         key = (view.namespace, view.name)
+        recorded = runtime.last_scale_up.get(key)
         step = actuator.decide(
             view,
             figures,
@@ -163,6 +229,7 @@ async def actuate(
             annotations=runtime.annotations.get(key),
             data_ok=memo["prometheus_ok"],
             now=time.monotonic(),
+            since_scale_up_s=None if recorded is None else time.time() - recorded,
         )
         if step.kind is StepKind.CONFLICT:
             runtime.conflicts[key] = step.reason
@@ -171,10 +238,27 @@ async def actuate(
         target = f"{step.workload_kind} {step.workload}"
         changed = actuator.changed(step)
         if step.kind is StepKind.SCALE and step.desired is not None:
+            if not leading(memo):  # the Lease lapsed during this tick: the next leader decides
+                actuator.forget()
+                return
             scaler: ScaleClient | None = memo.get("scaler")
             try:
                 if scaler is None:
                     scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+                # Write-ahead: the record lands before the scale, so a process killed between
+                # the two still leaves its successor the step period to respect.
+                stamp = dt.datetime.now(dt.UTC)
+                record: dict[str, Any] = {
+                    "lastScaleTime": stamp.isoformat().replace("+00:00", "Z"),
+                    "workload": f"{step.workload_kind}/{step.workload}",
+                    "fromReplicas": step.current,
+                    "toReplicas": step.desired,
+                    "holder": memo["elector"].identity,
+                }
+                if step.direction == "up":
+                    record["lastScaleUpTime"] = record["lastScaleTime"]
+                    runtime.last_scale_up[key] = stamp.timestamp()
+                await asyncio.to_thread(scaler.record, view.namespace, view.name, record)
                 await asyncio.to_thread(
                     scaler.scale, step.workload_kind, view.namespace, step.workload, step.desired
                 )
@@ -282,7 +366,8 @@ def pricing_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
         runtime.upsert_pricing(name, dict(body.get("spec") or {}))
     except PolicySpecError as exc:
         runtime.delete_pricing(name)
-        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        if leading(memo):
+            kopf.warn(body, reason="InvalidSpec", message=str(exc))
 
 
 @kopf.on.event(GROUP, VERSION, POLICIES)
@@ -299,7 +384,8 @@ def policy_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
             namespace, name, dict(body.get("spec") or {}), body.metadata.get("generation")
         )
     except PolicySpecError as exc:
-        if previously != str(exc):  # one event per distinct problem, not per watch event
+        # One event per distinct problem, not per watch event; the leader posts it.
+        if previously != str(exc) and leading(memo):
             kopf.warn(body, reason="InvalidSpec", message=str(exc))
 
 
@@ -309,10 +395,11 @@ def policy_status(
     name: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
-    patch: kopf.Patch,
     **_: Any,
 ) -> None:
     """Write the policy's summary into its status, rate-limited (Runtime.status_patch_due)."""
+    if not leading(memo):  # a standby writes nothing
+        return
     runtime: Runtime = memo["runtime"]
     config: OperatorConfig = memo["config"]
     key = (namespace or "", name or "")
@@ -330,5 +417,17 @@ def policy_status(
     wire = runtime.status_patch_due(key, status, time.time(), config.status_min_interval_s)
     if wire is None:
         return
-    for field_name, value in wire.items():
-        patch.status[field_name] = value
+    client: PolicyStatusClient = memo["status_client"]
+    try:
+        client.patch(key[0], key[1], wire)
+    except Exception as exc:  # 409, API away: send it again at the next run, never give up
+        runtime.status_not_written(key)
+        log.warning("status of %s/%s not written, will retry: %s", *key, _brief(exc))
+
+
+def _brief(exc: Exception) -> str:
+    """An API error in one line (the kubernetes client's str() carries headers and body)."""
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is not None:
+        return f"{status} {reason or ''}".strip()
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -457,6 +457,7 @@ class _Emulator(kmock.KubernetesEmulator):
     _compacted: int = attrs.field(default=0, init=False)  # highest resourceVersion forgotten
     _watches: set[_Watch] = attrs.field(factory=set, init=False)
     _reachable: bool = attrs.field(default=True, init=False)
+    _faults: list[_Fault] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -480,6 +481,11 @@ class _Emulator(kmock.KubernetesEmulator):
         self._trim_request_log()
         if not self._reachable:
             raise _api_error(503, "ServiceUnavailable", "the API server is unreachable")
+        for fault in self._faults:
+            if fault.left > 0 and fault.matches(request):
+                fault.left -= 1
+                fault.served += 1
+                raise _api_error(fault.status, fault.reason, fault.message)
         # Skip KubernetesEmulator._handle: it changes the stored objects before any reaction
         # runs, without resourceVersions; the fallbacks below do the writes instead.
         return await super(kmock.KubernetesEmulator, self)._handle(request)
@@ -946,6 +952,29 @@ class _Emulator(kmock.KubernetesEmulator):
                 del payload._requests[: len(payload._requests) - limit]
 
 
+@attrs.define
+class _Fault:
+    """Answer `status` to the next `left` requests with this method, resource and subresource."""
+
+    method: str
+    plural: str
+    subresource: str | None
+    status: int
+    reason: str
+    message: str
+    left: int
+    served: int = 0
+
+    def matches(self, request: kmock.Request) -> bool:
+        resource = request.resource
+        return (
+            request.method.upper() == self.method
+            and resource is not None
+            and resource.plural == self.plural
+            and request.subresource == self.subresource
+        )
+
+
 def _gone_event() -> Body:
     status = {
         "apiVersion": "v1",
@@ -1272,6 +1301,38 @@ class ClusterEmulator:
     def set_reachable(self, reachable: bool) -> None:
         """While unreachable, every request gets 503 and open watches are reset."""
         self._call(lambda em: em.set_reachable(reachable))
+
+    def fail_requests(
+        self,
+        method: str,
+        resource: str,
+        *,
+        subresource: str | None = None,
+        status: int = 409,
+        times: int = 1,
+    ) -> Callable[[], int]:
+        """Answer the next `times` matching requests with an error status instead of serving
+        them: 409 Conflict ("the object has been modified"), 500, ... Returns a function that
+        tells how many were answered so far."""
+        spec = self.resolve(resource)
+        reasons = {409: "Conflict", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError"}
+        message = (
+            "Operation cannot be fulfilled: the object has been modified; please apply your "
+            "changes to the latest version and try again"
+            if status == 409
+            else f"injected fault {status}"
+        )
+        fault = _Fault(
+            method.upper(),
+            spec.plural,
+            subresource,
+            status,
+            reasons.get(status, "InternalError"),
+            message,
+            times,
+        )
+        self._call(lambda em: em._faults.append(fault))
+        return lambda: fault.served
 
     @contextlib.contextmanager
     def outage(self) -> Iterator[None]:

@@ -62,6 +62,9 @@ class Runtime:
     """Per policy, events (type, reason, message) waiting for its status timer to post."""
     conflicts: dict[PolicyKey, str] = field(default_factory=dict)
     """Auto-mode policies whose spot workload another autoscaler drives: why."""
+    last_scale_up: dict[PolicyKey, float] = field(default_factory=dict)
+    """Per policy, the wall time (epoch s) of the last scale-up in its `status.scaling`: what
+    a restarted operator or a new leader resumes the scale-up period from."""
 
     # --- policies and prices -----------------------------------------------------------------
 
@@ -82,9 +85,17 @@ class Runtime:
         return parsed
 
     def remember_object(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """What the scaling pause needs of a policy object: its annotations."""
+        """What the scaling pause needs of a policy object: its annotations; and what the
+        actuator resumes from: the last scale-up recorded in its status."""
         meta = body.get("metadata") or {}
         self.annotations[(namespace, name)] = dict(meta.get("annotations") or {})
+        scaling = (body.get("status") or {}).get("scaling") or {}
+        stamp = scaling.get("lastScaleUpTime") if isinstance(scaling, Mapping) else None
+        when = _epoch(stamp)
+        if when is not None:
+            self.last_scale_up[(namespace, name)] = max(
+                when, self.last_scale_up.get((namespace, name), when)
+            )
 
     def post(self, key: PolicyKey, event_type: str, reason: str, message: str) -> None:
         """Queue an event on the policy; at most 20 wait (older ones are dropped)."""
@@ -103,6 +114,7 @@ class Runtime:
         self.annotations.pop(key, None)
         self.events.pop(key, None)
         self.conflicts.pop(key, None)
+        self.last_scale_up.pop(key, None)
 
     def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:
         parsed = parse_gpu_pricing_spec(spec)
@@ -306,6 +318,11 @@ class Runtime:
         self._last_status[key] = (now_s, body)
         return body
 
+    def status_not_written(self, key: PolicyKey) -> None:
+        """The patch `status_patch_due` returned did not land (409, API away): send it again
+        at the next timer run instead of waiting for a change."""
+        self._last_status.pop(key, None)
+
 
 def _keep_transition_times(
     conditions: list[Condition], previous: Mapping[str, Any]
@@ -345,6 +362,19 @@ def _condition(
         last_transition_time=now,
         observed_generation=generation,
     )
+
+
+def _epoch(stamp: Any) -> float | None:
+    """An RFC 3339 timestamp from the API as epoch seconds; None if absent or malformed."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
 
 
 def _finite(value: float | None) -> float | None:

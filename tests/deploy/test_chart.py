@@ -94,9 +94,9 @@ def test_values_schema_rejects_bad_values(values: dict[str, Any], problem: str) 
             chart.validate_schema(values)
 
 
-def test_two_standalone_replicas_are_refused() -> None:
-    with pytest.raises(helm.HelmRenderError, match="peering"):
-        render({"replicaCount": 2})
+def test_two_replicas_without_the_lease_are_refused() -> None:
+    with pytest.raises(helm.HelmRenderError, match="leaderElection"):
+        render({"replicaCount": 2, "leaderElection": {"enabled": False}})
 
 
 # --- RBAC (RELIABILITY 18) ---------------------------------------------------------------------
@@ -153,6 +153,7 @@ def assert_least_privilege(rules: list[dict[str, Any]]) -> None:
                 ("", "events"),
                 ("kopf.dev", "clusterkopfpeerings"),
                 ("kopf.dev", "kopfpeerings"),
+                ("coordination.k8s.io", "leases"),
             }, (group, resource, verbs)
 
 
@@ -171,7 +172,12 @@ def test_rbac_cluster_wide_is_exactly_the_least_privilege_grant() -> None:
             "namespace": account["metadata"]["namespace"],
         }
     ]
-    assert by_kind(docs, "Role") == []
+    # The only Role is the leader Lease's, in the release namespace.
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["llm-cost-operator-leader"]
+
+
+def leader_role(doc: dict[str, Any]) -> bool:
+    return str(doc["metadata"]["name"]).endswith("-leader")
 
 
 def test_rbac_namespaced_with_peering_splits_cluster_and_namespace_grants() -> None:
@@ -184,7 +190,7 @@ def test_rbac_namespaced_with_peering_splits_cluster_and_namespace_grants() -> N
         ("apiextensions.k8s.io", "customresourcedefinitions"),
     }
     assert all(verbs == READ for verbs in cluster.values())
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if not leader_role(r)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["batch", "inference"]
     for role in roles:
         assert_least_privilege(role["rules"])
@@ -192,7 +198,7 @@ def test_rbac_namespaced_with_peering_splits_cluster_and_namespace_grants() -> N
             **{k: v for k, v in EXPECTED_RULES.items() if k not in CLUSTER_SCOPED},
             ("kopf.dev", "kopfpeerings"): READ | {"patch"},
         }
-    bindings = by_kind(docs, "RoleBinding")
+    bindings = [b for b in by_kind(docs, "RoleBinding") if not leader_role(b)]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["batch", "inference"]
     peerings = by_kind(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["batch", "inference"]
@@ -248,8 +254,48 @@ def test_one_instance_acts() -> None:
     deployment = one(render(), "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
     assert "--standalone" in args
+    # The leader Lease: in the release's namespace, named by values, the pod as identity.
+    assert "--leader-election" in args
+    assert "--lease-name=llm-cost-operator" in args
+    assert "--lease-duration=15" in args
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}) for e in container["env"]}
+    assert env["POD_NAMESPACE"] == {"fieldPath": "metadata.namespace"}
+    assert env["POD_NAME"] == {"fieldPath": "metadata.name"}
+    two = one(render({"replicaCount": 2}), "Deployment")
+    assert two["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert two["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_lease_grant_is_the_one_lease_in_the_release_namespace() -> None:
+    docs = render()
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader")]
+    assert len(roles) == 1
+    role = roles[0]
+    assert "*" not in json.dumps(role)
+    assert role["metadata"]["namespace"] == one(docs, "Deployment")["metadata"]["namespace"]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["llm-cost-operator"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    binding = next(
+        d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-leader")
+    )
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    off = render({"leaderElection": {"enabled": False}})
+    assert not [d for d in off if d["metadata"]["name"].endswith("-leader")]
+    args = one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-election" in args
+
+
+def test_kopf_peering_can_be_added() -> None:
     peered = one(render({"peering": {"enabled": True}, "replicaCount": 2}), "Deployment")
     container = peered["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=llm-cost-operator" in container["args"]

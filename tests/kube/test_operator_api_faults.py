@@ -118,3 +118,26 @@ async def test_minutes_without_the_api_server_are_ridden_out(
         )
         assert status(kube_env, "llama70b").get("workloads") == 2  # not lost
         assert not operator.done()
+
+
+async def test_status_patch_conflicts_are_retried_not_fatal(
+    kube_env: ClusterEmulator, run_kopf: RunKopf, eventually: Eventually
+) -> None:
+    """409 Conflict on status writes (another writer got there first): the write is retried at
+    a later timer run and lands; no crash, no lost policy, other policies unaffected."""
+    seed(kube_env)
+    registry = kopf.get_default_registry()
+    async with run_kopf(registry, memo=memo()) as operator:
+        await first_status(kube_env, eventually)
+        conflicts = kube_env.fail_requests(
+            "PATCH", "icp", subresource="status", status=409, times=6
+        )
+        kube_env.create(policy("during-conflicts"))
+        await eventually(lambda: conflicts() == 6, timeout=60, what="six 409s answered")
+        await eventually(
+            lambda: status(kube_env, "during-conflicts").get("workloads") == 2,
+            timeout=30,
+            what="the status written after the conflicts",
+        )
+        assert status(kube_env, "llama70b").get("workloads") == 2
+        assert not operator.done()

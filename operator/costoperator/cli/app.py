@@ -1127,6 +1127,30 @@ def run(
         str | None, typer.Option(help="kopf peering name: only the highest priority acts.")
     ] = None,
     priority: Annotated[int, typer.Option(help="Peering priority of this instance.")] = 0,
+    leader_election: Annotated[
+        bool,
+        typer.Option(
+            help="Scale and write status only while holding a coordination.k8s.io Lease, so "
+            "that of several instances exactly one acts (the others price and export only)."
+        ),
+    ] = True,
+    lease_name: Annotated[str, typer.Option(help="Name of the leader Lease.")] = (
+        "llm-cost-operator"
+    ),
+    lease_namespace: Annotated[
+        str,
+        typer.Option(
+            envvar="POD_NAMESPACE", help="Namespace of the leader Lease (the operator's own)."
+        ),
+    ] = "default",
+    lease_duration: Annotated[
+        float,
+        typer.Option(
+            min=3.0,
+            help="Seconds a silent leader keeps the Lease; it stops acting after 2/3 of it, "
+            "and instances retry every 2/15 of it (client-go's 15 s / 10 s / 2 s).",
+        ),
+    ] = 15.0,
     bearer_token_file: Annotated[
         Path | None, typer.Option(help="File with a bearer token for Prometheus (re-read).")
     ] = None,
@@ -1184,6 +1208,12 @@ def run(
         ),
         metrics_port=metrics_port,
         opencost_compat=opencost_compat,
+        leader_election=leader_election,
+        lease_name=lease_name,
+        lease_namespace=lease_namespace,
+        lease_duration_s=lease_duration,
+        lease_renew_deadline_s=lease_duration * 2 / 3,
+        lease_retry_period_s=lease_duration * 2 / 15,
     )
     kopf.configure(verbose=verbose)
     kopf.run(
