@@ -414,7 +414,9 @@ def policy_status(
         return
     for event_type, reason, message in runtime.take_events(key):
         kopf.event(body, type=event_type, reason=reason, message=message)
-    wire = runtime.status_patch_due(key, status, time.time(), config.status_min_interval_s)
+    # However many policies, about `status_writes_per_s` writes per second in all.
+    interval = max(config.status_min_interval_s, len(runtime.policies) / config.status_writes_per_s)
+    wire = runtime.status_patch_due(key, status, time.time(), interval)
     if wire is None:
         return
     client: PolicyStatusClient = memo["status_client"]

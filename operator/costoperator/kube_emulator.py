@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import concurrent.futures
 import contextlib
 import copy
@@ -458,6 +459,9 @@ class _Emulator(kmock.KubernetesEmulator):
     _watches: set[_Watch] = attrs.field(factory=set, init=False)
     _reachable: bool = attrs.field(default=True, init=False)
     _faults: list[_Fault] = attrs.field(factory=list, init=False)
+    writes: collections.Counter[tuple[str, str, str]] = attrs.field(
+        factory=collections.Counter, init=False
+    )  # (method, resource, subresource) of every write request, for rate measurements
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -479,6 +483,9 @@ class _Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()
+        if request.method.upper() not in ("GET", "HEAD") and request.resource is not None:
+            key = (request.method.upper(), request.resource.plural or "", request.subresource or "")
+            self.writes[key] += 1
         if not self._reachable:
             raise _api_error(503, "ServiceUnavailable", "the API server is unreachable")
         for fault in self._faults:
@@ -1342,6 +1349,10 @@ class ClusterEmulator:
             yield
         finally:
             self.set_reachable(True)
+
+    def write_counts(self) -> dict[tuple[str, str, str], int]:
+        """Write requests served so far by (method, resource, subresource), errors included."""
+        return self._call(lambda em: dict(em.writes))
 
     def server_errors(self) -> builtins.list[str]:
         """Unexpected errors the emulator hit while serving: its own bugs, not the API errors

@@ -141,3 +141,63 @@ async def test_status_patch_conflicts_are_retried_not_fatal(
         )
         assert status(kube_env, "llama70b").get("workloads") == 2
         assert not operator.done()
+
+
+async def test_status_writes_stay_within_the_budget_however_many_policies(
+    kube_env: ClusterEmulator,
+    run_kopf: RunKopf,
+    eventually: Eventually,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """40 policies whose figures change at every tick, a budget of 2 status writes per second:
+    after each policy's first status, each one waits 40 ÷ 2 = 20 s between writes, so 30 s
+    see at most 2 × 30 writes in all, not one per policy per tick."""
+    import random
+    import time as clock
+
+    import costoperator.handlers as handlers
+    from costoperator.figures import WorkloadFigures
+    from costoperator.tick import TickReport
+
+    def moving_tick(_client: object, views: list[Any], *_args: object) -> TickReport:
+        figures = {}
+        for view in views:
+            for workload in ("llama70b", "llama70b-spot"):
+                figures[(view.namespace, view.name, workload)] = WorkloadFigures(
+                    namespace=view.namespace,
+                    policy=view.name,
+                    workload=workload,
+                    model="llama-2-70b",
+                    gpu="A100-80GB",
+                    engine="vllm",
+                    hourly_cost_usd={"on_demand": 8.84},
+                    gpus={"on_demand": 4.0},
+                    replicas={"on_demand": 1},
+                    input_tokens_per_second=random.uniform(100, 1000),
+                    output_tokens_per_second=random.uniform(100, 1000),
+                    updated_at=clock.time(),
+                )
+        return TickReport(figures=figures, queries=0)
+
+    monkeypatch.setattr(handlers, "run_tick", moving_tick)
+    seed(kube_env)
+    kube_env.seed([policy(f"p{i}") for i in range(39)])
+    config = OperatorConfig(
+        prometheus_url=f"http://127.0.0.1:{free_port()}",
+        metrics_port=0,
+        default_interval_s=2.0,
+        status_min_interval_s=1.0,
+        status_writes_per_s=2.0,
+    )
+
+    def status_writes() -> int:
+        return kube_env.write_counts().get(("PATCH", "inferencecostpolicies", "status"), 0)
+
+    registry = kopf.get_default_registry()
+    async with run_kopf(registry, memo=kopf.Memo(config=config)) as operator:
+        await eventually(lambda: status_writes() >= 40, timeout=40, what="every first status")
+        first = status_writes()
+        await asyncio.sleep(30)
+        written = status_writes() - first
+        assert 0 < written <= 2 * 30 + 5, written  # 5: writes already due when counting began
+        assert not operator.done()

@@ -1143,6 +1143,15 @@ def run(
             envvar="POD_NAMESPACE", help="Namespace of the leader Lease (the operator's own)."
         ),
     ] = "default",
+    status_writes_per_second: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Policy status writes per second in all (each policy at most every 30 s; with "
+            "many policies each one's interval stretches so the total stays here). /metrics is "
+            "the live channel; status is the summary.",
+        ),
+    ] = 10.0,
     lease_duration: Annotated[
         float,
         typer.Option(
@@ -1212,6 +1221,7 @@ def run(
         lease_name=lease_name,
         lease_namespace=lease_namespace,
         lease_duration_s=lease_duration,
+        status_writes_per_s=status_writes_per_second,
         lease_renew_deadline_s=lease_duration * 2 / 3,
         lease_retry_period_s=lease_duration * 2 / 15,
     )
