@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -110,13 +111,21 @@ def leading(memo: kopf.Memo) -> bool:
     return elector is not None and elector.is_leader()
 
 
-async def _lead_once(memo: kopf.Memo) -> None:
-    elector: LeaseElector | AlwaysLeader = memo["elector"]
-    was = memo.get("was_leading")  # None before the first attempt: say where we stand
+def _try_lead(elector: LeaseElector | AlwaysLeader) -> None:
     try:
-        await asyncio.to_thread(elector.attempt)
+        elector.attempt()
     except Exception as exc:  # the API is away: leadership lapses at the renew deadline
         log.warning("leader Lease: %s", exc)
+
+
+async def _lead_once(memo: kopf.Memo) -> None:
+    await asyncio.to_thread(_try_lead, memo["elector"])
+    _observe_leadership(memo)
+
+
+def _observe_leadership(memo: kopf.Memo) -> None:
+    elector: LeaseElector | AlwaysLeader = memo["elector"]
+    was = memo.get("was_leading")  # None before the first look: say where we stand
     now = elector.is_leader()
     if now != was:
         if now:
@@ -132,11 +141,25 @@ async def _lead_once(memo: kopf.Memo) -> None:
 
 
 async def lease_loop(memo: kopf.Memo) -> None:
-    """Acquire or renew the leader Lease every retry period (client-go's rhythm)."""
+    """Acquire or renew the leader Lease every retry period (client-go's rhythm) in a thread of
+    its own, so a busy event loop (1,000 policies' timers and watch events) cannot delay a
+    renewal past the renew deadline; the loop only notices changes of leadership."""
     elector: LeaseElector | AlwaysLeader = memo["elector"]
-    while True:
-        await asyncio.sleep(elector.retry_period_s)
-        await _lead_once(memo)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(elector.retry_period_s):
+            _try_lead(elector)
+
+    thread = threading.Thread(target=renew, name="leader-lease", daemon=True)
+    thread.start()
+    try:
+        while True:
+            await asyncio.sleep(elector.retry_period_s)
+            _observe_leadership(memo)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
 
 
 @kopf.on.cleanup()
