@@ -78,7 +78,8 @@ def seed(cluster: ClusterEmulator, policies: int, pods: int) -> None:
 
 def serve_emulator(policies: int, pods: int) -> int:
     """In a child process: the emulator's own CPU does not slow the operator's event loop."""
-    with ClusterEmulator(request_log_limit=1000, history_limit=20, event_history=50_000) as c:
+    # A short request log: kmock matches each request against every logged one (tests/README.md).
+    with ClusterEmulator(request_log_limit=20, history_limit=20, event_history=50_000) as c:
         seed(c, policies, pods)
         print(c.kubeconfig, flush=True)
         for line in sys.stdin:

@@ -20,9 +20,10 @@ class OperatorConfig:
     status_min_interval_s: float = 30.0
     """At most one status patch per policy this often, unless a condition flips."""
     status_writes_per_s: float = 10.0
-    """Status patches per second across all policies, in the steady state: with many policies
-    each one's interval stretches to policies ÷ this (1,000 policies: one write each per 100 s).
-    A condition that flips is written at once regardless."""
+    """Status patches per second across all policies: a token bucket (burst of the same size)
+    shared by every policy's status timer, and each policy's interval stretched to policies ÷
+    this (1,000 policies: one write each per 100 s at most). A condition that flips is written
+    at once regardless."""
     query_timeout_s: float = 10.0
     spot_global_cap: int | None = None
     """Most spot replicas the planner recommends for any one workload (None: the policy's own

@@ -31,7 +31,7 @@ from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.kubeapi import PolicyStatusClient
 from costoperator.leader import AlwaysLeader, KubernetesLeaseStore, LeaseElector
 from costoperator.promclient import PromClient
-from costoperator.runtime import Runtime, invalid_status
+from costoperator.runtime import Runtime, WriteBudget, invalid_status
 from costoperator.state import ClusterState
 from costoperator.tick import run_tick
 
@@ -85,6 +85,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )
         memo["metrics_server"] = server
     memo["status_client"] = await asyncio.to_thread(PolicyStatusClient)
+    memo["status_budget"] = WriteBudget(config.status_writes_per_s)
     memo["elector"] = await _elector(config)
     await _lead_once(memo)  # a lone instance leads from its first tick
     memo["lease_task"] = asyncio.create_task(lease_loop(memo))
@@ -142,7 +143,7 @@ def _observe_leadership(memo: kopf.Memo) -> None:
 
 async def lease_loop(memo: kopf.Memo) -> None:
     """Acquire or renew the leader Lease every retry period (client-go's rhythm) in a thread of
-    its own, so a busy event loop (1,000 policies' timers and watch events) cannot delay a
+    its own, so a busy event loop cannot delay a
     renewal past the renew deadline; the loop only notices changes of leadership."""
     elector: LeaseElector | AlwaysLeader = memo["elector"]
     stop = threading.Event()
@@ -439,7 +440,7 @@ def policy_status(
         kopf.event(body, type=event_type, reason=reason, message=message)
     # However many policies, about `status_writes_per_s` writes per second in all.
     interval = max(config.status_min_interval_s, len(runtime.policies) / config.status_writes_per_s)
-    wire = runtime.status_patch_due(key, status, time.time(), interval)
+    wire = runtime.status_patch_due(key, status, time.time(), interval, memo["status_budget"])
     if wire is None:
         return
     client: PolicyStatusClient = memo["status_client"]

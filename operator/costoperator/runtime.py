@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,31 @@ STATUS_MIN_INTERVAL_S = 30.0
 class PolicyRecord:
     spec: InferenceCostPolicySpec
     generation: int | None
+
+
+class WriteBudget:
+    """A token bucket shared by every policy's status timer (they run in kopf's threads): at most
+    `per_s` writes a second on average and `burst` at once, so policies that all fall due
+    together (they start together) are spread out instead of written in one burst."""
+
+    def __init__(self, per_s: float, burst: float | None = None) -> None:
+        if per_s <= 0:
+            raise ValueError(f"writes per second must be positive, got {per_s}")
+        self.per_s = per_s
+        self.burst = burst if burst is not None else max(1.0, per_s)
+        self._tokens = self.burst
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def take(self, now_s: float) -> bool:
+        with self._lock:
+            if self._at is not None:
+                self._tokens = min(self.burst, self._tokens + (now_s - self._at) * self.per_s)
+            self._at = now_s
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
 
 
 @dataclass
@@ -301,6 +327,7 @@ class Runtime:
         status: InferenceCostPolicyStatus,
         now_s: float,
         min_interval_s: float = STATUS_MIN_INTERVAL_S,
+        budget: WriteBudget | None = None,
     ) -> dict[str, Any] | None:
         """The status body to merge-patch, or None while the last one is recent and no
         condition changed (at most one patch per `min_interval_s` per policy). Fields that
@@ -308,6 +335,7 @@ class Runtime:
         old figure behind."""
         body = status_patch(status)
         last = self._last_status.get(key)
+        flips = False
         if last is not None:
             last_time, last_body = last
             if body == last_body:
@@ -315,6 +343,8 @@ class Runtime:
             flips = _condition_states(last_body) != _condition_states(body)
             if not flips and now_s - last_time < min_interval_s:
                 return None
+        if not flips and budget is not None and not budget.take(now_s):
+            return None  # over the budget (first writes too): a later timer run sends it
         self._last_status[key] = (now_s, body)
         return body
 

@@ -163,3 +163,31 @@ def test_status_patches_are_rate_limited_unless_a_condition_flips() -> None:
     if body is not None:
         stale_cond = next(c for c in body["conditions"] if c["type"] == "Stale")
         assert stale_cond["lastTransitionTime"].startswith("2026-11-24T00:00:00")
+
+
+def test_write_budget_spreads_writes_that_fall_due_together() -> None:
+    from costoperator.runtime import WriteBudget
+
+    budget = WriteBudget(per_s=10)
+    taken = sum(budget.take(100.0) for _ in range(1000))  # 1,000 policies due at once
+    assert taken == 10  # the burst
+    # Over the next 100 s, asked 200 times a second (1,000 timers every 5 s): 10 a second.
+    granted = sum(budget.take(100.0 + i / 200) for i in range(1, 20_001))
+    assert 995 <= granted <= 1001
+    with pytest.raises(ValueError, match="positive"):
+        WriteBudget(per_s=0)
+
+
+def test_a_condition_flip_is_written_even_over_budget() -> None:
+    from costoperator.runtime import WriteBudget
+
+    rt = Runtime()
+    key = ("ns", "p")
+    rt.upsert_policy("ns", "p", {"selector": {"matchLabels": {"app": "x"}}}, 1)
+    budget = WriteBudget(per_s=1, burst=1)
+    first = rt.status_for(key, [figures(8.84, 1000, 500)], True, NOW)
+    assert rt.status_patch_due(key, first, 0.0, 0.0, budget) is not None
+    busier = rt.status_for(key, [figures(8.84, 2000, 500)], True, NOW)
+    assert rt.status_patch_due(key, busier, 0.5, 0.0, budget) is None  # bucket empty
+    stale = rt.status_for(key, [figures(8.84, None, None)], False, NOW)
+    assert rt.status_patch_due(key, stale, 0.6, 0.0, budget) is not None  # Stale flipped
