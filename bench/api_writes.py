@@ -21,18 +21,16 @@ finalizer on every policy and the first status of each).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
-import kopf
+from operator_thread import start_operator
 
 import costoperator.handlers as handlers
 from costoperator.config import OperatorConfig
@@ -166,30 +164,7 @@ def main() -> int:
         status_min_interval_s=args.status_min_interval,
         status_writes_per_s=args.status_writes_per_second,
     )
-    stop = threading.Event()
-
-    def operator() -> None:
-        async def run() -> None:
-            stop_flag: asyncio.Event = asyncio.Event()
-
-            async def watch_stop() -> None:
-                while not stop.is_set():
-                    await asyncio.sleep(0.5)
-                stop_flag.set()
-
-            watcher = asyncio.create_task(watch_stop())
-            await kopf.operator(
-                standalone=True,
-                clusterwide=True,
-                stop_flag=stop_flag,
-                memo=kopf.Memo(config=config),
-            )
-            watcher.cancel()
-
-        asyncio.run(run())
-
-    thread = threading.Thread(target=operator, daemon=True)
-    thread.start()
+    stop_operator = start_operator(config)
     time.sleep(args.warmup_minutes * 60)
     start_counts, started = counts(), time.monotonic()
     minutes: list[dict[str, int]] = []
@@ -202,8 +177,7 @@ def main() -> int:
         previous = now
         print(f"[minute {m + 1}] {sum(minute.values())} writes: {minute}", file=sys.stderr)
     elapsed_min = (time.monotonic() - started) / 60
-    stop.set()
-    thread.join(timeout=60)
+    stop_operator()
     child.stdin.close()
     child.wait(timeout=60)
     total = {k: v - start_counts.get(k, 0) for k, v in previous.items()}

@@ -17,21 +17,18 @@ kopf's caches, the first list of every resource).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import kopf
+from operator_thread import start_operator
 
-import costoperator.handlers  # noqa: F401  (registers the product's handlers)
 from costoperator.config import OperatorConfig
 from costoperator.kube_emulator import (
     ClusterEmulator,
@@ -113,30 +110,7 @@ def main() -> int:
         status_min_interval_s=1.0,
         query_timeout_s=1.0,
     )
-    stop = threading.Event()
-
-    def operator() -> None:
-        async def run() -> None:
-            stop_flag: asyncio.Event = asyncio.Event()
-
-            async def watch_stop() -> None:
-                while not stop.is_set():
-                    await asyncio.sleep(0.5)
-                stop_flag.set()
-
-            watcher = asyncio.create_task(watch_stop())
-            await kopf.operator(
-                standalone=True,
-                clusterwide=True,
-                stop_flag=stop_flag,
-                memo=kopf.Memo(config=config),
-            )
-            watcher.cancel()
-
-        asyncio.run(run())
-
-    thread = threading.Thread(target=operator, daemon=True)
-    thread.start()
+    stop_operator = start_operator(config)
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
     end = started + args.minutes * 60
@@ -144,8 +118,7 @@ def main() -> int:
         time.sleep(args.sample_s)
         samples.append((round(time.monotonic() - started, 1), round(rss_mb(), 1)))
         print(f"[{samples[-1][0]:7.1f} s] RSS {samples[-1][1]:.1f} MB", file=sys.stderr)
-    stop.set()
-    thread.join(timeout=30)
+    stop_operator()
     child.stdin.close()
     statuses = int(child.stdout.readline() or 0)
     child.wait(timeout=30)

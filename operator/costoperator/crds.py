@@ -53,6 +53,7 @@ __all__ = [
     "API_GROUP",
     "API_VERSION",
     "CRD_FILES",
+    "POLICY_PLURAL",
     "ApiPrice",
     "CacheSpec",
     "Condition",
@@ -87,6 +88,7 @@ __all__ = [
     "parse_gpu_pricing_spec",
     "parse_policy_spec",
     "parse_policy_status",
+    "parse_scaling_record",
     "price_entries",
     "price_sheet_from_gpu_pricing",
     "render_crds",
@@ -96,6 +98,7 @@ __all__ = [
 
 API_GROUP = "llmcost.io"
 API_VERSION = "v1alpha1"
+POLICY_PLURAL = "inferencecostpolicies"
 
 #: File name (under deploy/crds/) → generated CRD; see `render_crds`.
 CRD_FILES = (
@@ -883,6 +886,11 @@ def parse_policy_status(status: Mapping[str, Any] | None) -> InferenceCostPolicy
     return _parse(InferenceCostPolicyStatus, status, "status")
 
 
+def parse_scaling_record(record: Mapping[str, Any] | None) -> ScalingRecord:
+    """A policy's `status.scaling` as a model."""
+    return _parse(ScalingRecord, record, "status.scaling")
+
+
 def parse_gpu_pricing_spec(spec: Mapping[str, Any] | None) -> GPUPricingSpec:
     """A GPUPricing's `spec` as a model."""
     return _parse(GPUPricingSpec, spec, "spec")
@@ -1067,7 +1075,7 @@ _AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTim
 def inference_cost_policy_crd() -> dict[str, Any]:
     return _crd(
         kind="InferenceCostPolicy",
-        plural="inferencecostpolicies",
+        plural=POLICY_PLURAL,
         short_name="icp",
         scope="Namespaced",
         schema=_root_schema(

@@ -25,7 +25,14 @@ from prometheus_client import start_http_server
 
 from costoperator.actuator import Actuator, KubernetesScaleClient, ScaleClient, StepKind
 from costoperator.config import OperatorConfig
-from costoperator.crds import PolicySpecError
+from costoperator.crds import (
+    API_GROUP,
+    API_VERSION,
+    POLICY_PLURAL,
+    PolicySpecError,
+    ScalingRecord,
+    to_wire,
+)
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.kubeapi import PolicyStatusClient
@@ -35,8 +42,8 @@ from costoperator.runtime import Runtime, WriteBudget, invalid_status
 from costoperator.state import ClusterState
 from costoperator.tick import run_tick
 
-GROUP, VERSION = "llmcost.io", "v1alpha1"
-POLICIES, PRICINGS = "inferencecostpolicies", "gpupricings"
+GROUP, VERSION = API_GROUP, API_VERSION
+POLICIES, PRICINGS = POLICY_PLURAL, "gpupricings"
 #: How often the status timer looks; `Runtime.status_patch_due` decides whether to write.
 STATUS_TIMER_S = 5.0
 
@@ -143,8 +150,8 @@ def _observe_leadership(memo: kopf.Memo) -> None:
 
 async def lease_loop(memo: kopf.Memo) -> None:
     """Acquire or renew the leader Lease every retry period (client-go's rhythm) in a thread of
-    its own, so a busy event loop cannot delay a
-    renewal past the renew deadline; the loop only notices changes of leadership."""
+    its own, so a busy event loop cannot delay a renewal past the renew deadline; the loop only
+    notices changes of leadership."""
     elector: LeaseElector | AlwaysLeader = memo["elector"]
     stop = threading.Event()
 
@@ -272,17 +279,18 @@ async def actuate(
                 # Write-ahead: the record lands before the scale, so a process killed between
                 # the two still leaves its successor the step period to respect.
                 stamp = dt.datetime.now(dt.UTC)
-                record: dict[str, Any] = {
-                    "lastScaleTime": stamp.isoformat().replace("+00:00", "Z"),
-                    "workload": f"{step.workload_kind}/{step.workload}",
-                    "fromReplicas": step.current,
-                    "toReplicas": step.desired,
-                    "holder": memo["elector"].identity,
-                }
-                if step.direction == "up":
-                    record["lastScaleUpTime"] = record["lastScaleTime"]
+                up = step.direction == "up"
+                record = ScalingRecord(
+                    last_scale_time=stamp,
+                    last_scale_up_time=stamp if up else None,  # unset: the merge keeps the last
+                    workload=f"{step.workload_kind}/{step.workload}",
+                    from_replicas=step.current or 0,
+                    to_replicas=step.desired,
+                    holder=memo["elector"].identity,
+                )
+                if up:
                     runtime.last_scale_up[key] = stamp.timestamp()
-                await asyncio.to_thread(scaler.record, view.namespace, view.name, record)
+                await asyncio.to_thread(scaler.record, view.namespace, view.name, to_wire(record))
                 await asyncio.to_thread(
                     scaler.scale, step.workload_kind, view.namespace, step.workload, step.desired
                 )

@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from costoperator.crds import API_GROUP, API_VERSION, POLICY_PLURAL
+
 
 def api_client() -> Any:
     from kubernetes import client, config
@@ -33,10 +35,10 @@ class PolicyStatusClient:
 
     def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self._custom.patch_namespaced_custom_object_status(
-            "llmcost.io",
-            "v1alpha1",
+            API_GROUP,
+            API_VERSION,
             namespace,
-            "inferencecostpolicies",
+            POLICY_PLURAL,
             name,
             {"status": dict(status)},
             _content_type="application/merge-patch+json",

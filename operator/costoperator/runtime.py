@@ -27,6 +27,7 @@ from costoperator.crds import (
     duration_seconds,
     parse_gpu_pricing_spec,
     parse_policy_spec,
+    parse_scaling_record,
     price_sheet_from_gpu_pricing,
     status_patch,
     to_wire,
@@ -115,10 +116,15 @@ class Runtime:
         actuator resumes from: the last scale-up recorded in its status."""
         meta = body.get("metadata") or {}
         self.annotations[(namespace, name)] = dict(meta.get("annotations") or {})
-        scaling = (body.get("status") or {}).get("scaling") or {}
-        stamp = scaling.get("lastScaleUpTime") if isinstance(scaling, Mapping) else None
-        when = _epoch(stamp)
-        if when is not None:
+        scaling = (body.get("status") or {}).get("scaling")
+        if not scaling:
+            return
+        try:
+            up = parse_scaling_record(scaling).last_scale_up_time
+        except PolicySpecError:  # not ours to fix; without a record the period starts afresh
+            return
+        if up is not None:
+            when = up.timestamp()
             self.last_scale_up[(namespace, name)] = max(
                 when, self.last_scale_up.get((namespace, name), when)
             )
@@ -392,19 +398,6 @@ def _condition(
         last_transition_time=now,
         observed_generation=generation,
     )
-
-
-def _epoch(stamp: Any) -> float | None:
-    """An RFC 3339 timestamp from the API as epoch seconds; None if absent or malformed."""
-    if not isinstance(stamp, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
 
 
 def _finite(value: float | None) -> float | None:
