@@ -25,6 +25,8 @@ class OperatorConfig:
     this (1,000 policies: one write each per 100 s at most). A condition that flips is written
     at once regardless."""
     query_timeout_s: float = 10.0
+    prometheus_gzip: bool = False
+    """Ask Prometheus for gzip-compressed answers (for a Prometheus across a WAN)."""
     spot_global_cap: int | None = None
     """Most spot replicas the planner recommends for any one workload (None: the policy's own
     maxReplicas, or the planner's default of 8 when a policy sets none)."""

@@ -84,7 +84,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["registry"], memo["self_metrics"] = registry, self_metrics
     memo["prometheus_ok"] = True
     memo["client"] = PromClient(
-        config.prometheus_url, config.prometheus_auth, read_timeout_s=config.query_timeout_s
+        config.prometheus_url,
+        config.prometheus_auth,
+        read_timeout_s=config.query_timeout_s,
+        gzip=config.prometheus_gzip,
     )
     if config.metrics_port:
         server, _thread = start_http_server(

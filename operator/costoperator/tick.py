@@ -11,8 +11,8 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,31 +65,30 @@ class TickReport:
         return not self.errors
 
 
-def _pod_key(labels: Mapping[str, str]) -> PodKey | None:
-    ns, pod = labels.get("namespace"), labels.get("pod")
-    return (ns, pod) if ns and pod else None
+class RateFold:
+    """`rates_by_window`, one query result at a time: the tick folds each answer in as it
+    arrives, while Prometheus is still evaluating the others."""
 
+    def __init__(self) -> None:
+        self._values: dict[str, dict[PodKey, dict[str, Any]]] = {}
 
-def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict[PodKey, PodRates]]:
-    """Per window, per pod: the rates of every family that returned a sample.
-
-    The output-token query is the census: a pod it does not return has no live token series
-    (its target disappeared, or it serves no known engine), so it has no data in that window,
-    whatever the other families still answer from the shrinking window."""
-    values: dict[str, dict[PodKey, dict[str, Any]]] = {}
-    for q, result in results.items():
+    def add(self, q: NamedQuery, result: QueryResult) -> None:
         if q.window is None or q.family in (Family.BASELINE, Family.SEMANTIC):
-            continue
-        per_pod = values.setdefault(q.window, {})
+            return
+        per_pod = self._values.setdefault(q.window, {})
+        field_name = _RATE_FIELDS.get(q.family)
         for s in result.samples:
-            key = _pod_key(s.labels)
-            if key is None:
+            labels = s.labels
+            ns, pod = labels.get("namespace"), labels.get("pod")
+            if not ns or not pod:
                 continue
-            slot = per_pod.setdefault(key, {})
+            slot = per_pod.get((ns, pod))
+            if slot is None:
+                slot = per_pod[(ns, pod)] = {}
             if q.custom:
                 slot.setdefault("custom", {})[q.family] = s.value
             elif q.family is Family.OUTPUT_TOKENS:
-                engine = s.labels.get("engine", "")
+                engine = labels.get("engine", "")
                 if engine == CUSTOM_ENGINE:
                     slot.setdefault("custom", {})[Family.OUTPUT_TOKENS] = s.value
                     slot.setdefault("engine", engine)
@@ -98,17 +97,32 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
                     slot["engine"] = engine
                     slot["output_tokens_per_second"] = s.value
             elif q.family is Family.PHASE_SECONDS:
-                phase = s.labels.get("phase")
+                phase = labels.get("phase")
                 if phase == "prefill":
                     slot["prefill_seconds_per_second"] = s.value
                 elif phase == "decode":
                     slot["decode_gpu_seconds_per_second"] = s.value
-            elif q.family in _RATE_FIELDS:
-                slot[_RATE_FIELDS[q.family]] = s.value
-    return {
-        window: {key: PodRates(**fields) for key, fields in per_pod.items() if "engine" in fields}
-        for window, per_pod in values.items()
-    }
+            elif field_name is not None:
+                slot[field_name] = s.value
+
+    def rates(self) -> dict[str, dict[PodKey, PodRates]]:
+        """The output-token query is the census: a pod it does not return has no live token
+        series (its target disappeared, or it serves no known engine), so it has no data in
+        that window, whatever the other families still answer from the shrinking window."""
+        return {
+            window: {
+                key: PodRates(**fields) for key, fields in per_pod.items() if "engine" in fields
+            }
+            for window, per_pod in self._values.items()
+        }
+
+
+def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict[PodKey, PodRates]]:
+    """Per window, per pod: the rates of every family that returned a sample (`RateFold`)."""
+    fold = RateFold()
+    for q, result in results.items():
+        fold.add(q, result)
+    return fold.rates()
 
 
 def semantic_rows(
@@ -142,13 +156,23 @@ def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str,
     return out
 
 
+_QUERY_COST_RANK = {
+    family: rank
+    for rank, family in enumerate((Family.PHASE_SECONDS, Family.GPU_BUSY, Family.OUTPUT_TOKENS))
+}
+
 #: Queries in flight at once: Prometheus evaluates one while the client decodes another.
 QUERY_WORKERS = 4
 
 
 def run_queries(
-    client: PromClient, queries: Iterable[NamedQuery]
+    client: PromClient,
+    queries: Iterable[NamedQuery],
+    on_result: Callable[[NamedQuery, QueryResult], None] | None = None,
 ) -> tuple[dict[NamedQuery, QueryResult], Counter[str], list[str]]:
+    """Every query, `QUERY_WORKERS` at a time. `on_result` sees each answer in the calling
+    thread as soon as it arrives (the others still in flight); errors come back in query order."""
+
     def one(q: NamedQuery) -> QueryResult | PromError:
         try:
             return client.query(q.promql)
@@ -156,12 +180,24 @@ def run_queries(
             return exc
 
     queries = list(queries)
+    answers: dict[NamedQuery, QueryResult | PromError] = {}
     with ThreadPoolExecutor(max_workers=QUERY_WORKERS) as pool:
-        answers = list(pool.map(one, queries))
+        # Longest first (the phase, GPU and census queries cost 2-4x a one-counter family in
+        # Prometheus): the short ones fill in behind them instead of the long ones finishing last.
+        ordered = sorted(
+            queries, key=lambda q: _QUERY_COST_RANK.get(q.family, len(_QUERY_COST_RANK))
+        )
+        pending = {pool.submit(one, q): q for q in ordered}
+        for future in as_completed(pending):
+            q = pending[future]
+            answer = answers[q] = future.result()
+            if on_result is not None and not isinstance(answer, PromError):
+                on_result(q, answer)
     results: dict[NamedQuery, QueryResult] = {}
     outcomes: Counter[str] = Counter()
     errors: list[str] = []
-    for q, answer in zip(queries, answers, strict=True):
+    for q in queries:
+        answer = answers[q]
         if isinstance(answer, PromError):
             outcomes["error"] += 1
             errors.append(f"{q.family.value}: {answer}")
@@ -230,9 +266,10 @@ def _run_tick(
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
     )
-    results, outcomes, errors = run_queries(client, queries)
+    fold = RateFold()
+    results, outcomes, errors = run_queries(client, queries, fold.add)
     partial = any(r.partial for r in results.values())
-    rates = rates_by_window(results)
+    rates = fold.rates()
     base = baselines(results)
     semantic = semantic_rows(results)
     pods = cluster.pods_by_workload()

@@ -42,6 +42,7 @@ NAMESPACED_PEERING: dict[str, Any] = {
         "url": "http://thanos-query.monitoring.svc:9090",
         "basicAuth": {"user": "llmcost", "passwordSecretName": "prometheus-basic-auth"},
         "tls": {"caSecretName": "prometheus-ca"},
+        "gzip": True,
     },
 }
 VARIANTS = {
@@ -368,6 +369,7 @@ def test_deployment_args_are_accepted_by_llmcost_run(
     config = kw["memo"]["config"]
     assert config.metrics_port == 9090
     assert kw["liveness_endpoint"] == "http://0.0.0.0:8080/healthz"
+    assert config.prometheus_gzip is (values is NAMESPACED_PEERING)
     if values is NAMESPACED_PEERING:
         assert kw["namespaces"] == ["inference", "batch"]
         assert kw["peering_name"] == "llm-cost-operator"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from costengine.pricing import CapacityType, seed_price_sheet
+from costoperator import tick as tick_module
 from costoperator.cluster import (
     capacity_type_of,
     gpu_from_product,
@@ -18,10 +20,16 @@ from costoperator.cluster import (
 )
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import ApiPrice, PodRates, PolicyView, carry_forward, workload_figures
-from costoperator.promclient import QueryResult, Sample, parse_vector
-from costoperator.queries import Family, MetricOverrides, SemanticCounters, tick_queries
+from costoperator.promclient import PromUnavailableError, QueryResult, Sample, parse_vector
+from costoperator.queries import (
+    Family,
+    MetricOverrides,
+    NamedQuery,
+    SemanticCounters,
+    tick_queries,
+)
 from costoperator.state import ClusterState
-from costoperator.tick import run_tick
+from costoperator.tick import RateFold, rates_by_window, run_queries, run_tick
 
 PRICES = seed_price_sheet()
 
@@ -499,3 +507,97 @@ def test_pods_missing_from_the_census_have_no_data(cluster: ClusterState) -> Non
     report = run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
     assert not report.figures[("inference", "llama70b", "llama70b")].stale
     assert report.figures[("inference", "llama70b", "llama70b-spot")].stale
+
+
+def _tick_results() -> dict[NamedQuery, QueryResult]:
+    """One answer per family of a tick, for two pods (the second one not in the census)."""
+    answers: dict[Family, list[Sample]] = {
+        Family.OUTPUT_TOKENS: [pod_sample(500, engine="vllm")],
+        Family.INPUT_TOKENS: [pod_sample(1000), pod_sample(7, "gone-1")],
+        Family.PREFIX_HIT_TOKENS: [pod_sample(400)],
+        Family.PREFIX_QUERY_TOKENS: [pod_sample(1000)],
+        Family.REQUESTS: [pod_sample(2)],
+        Family.GPU_BUSY: [pod_sample(0.6)],
+        Family.PHASE_SECONDS: [pod_sample(0.2, phase="prefill"), pod_sample(0.5, phase="decode")],
+    }
+    return {
+        q: QueryResult(tuple(answers.get(q.family, ())))
+        for q in tick_queries({"5m"}, baseline_windows={"24h"})
+    }
+
+
+def test_folding_answers_in_any_arrival_order_gives_the_same_rates() -> None:
+    results = _tick_results()
+    expected = rates_by_window(results)
+    assert set(expected["5m"]) == {("inference", "llama70b-abc-1")}  # the census decides
+    rates = expected["5m"][("inference", "llama70b-abc-1")]
+    assert (rates.engine, rates.output_tokens_per_second, rates.input_tokens_per_second) == (
+        "vllm",
+        500,
+        1000,
+    )
+    assert (rates.prefill_seconds_per_second, rates.decode_gpu_seconds_per_second) == (0.2, 0.5)
+    for order in (list(results), list(reversed(results)), sorted(results, key=str)):
+        fold = RateFold()
+        for q in order:
+            fold.add(q, results[q])
+        assert fold.rates() == expected
+
+
+class ScriptedProm:
+    """Answers from a table; the phase query waits until `folded_one` is set (by the fold),
+    and the requests query fails."""
+
+    def __init__(self, results: dict[NamedQuery, QueryResult]) -> None:
+        self.by_promql = {q.promql: (q, r) for q, r in results.items()}
+        self.folded_one = threading.Event()
+        self.order: list[Family] = []
+        self.lock = threading.Lock()
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        q, result = self.by_promql[promql]
+        with self.lock:
+            self.order.append(q.family)
+        if q.family is Family.PHASE_SECONDS:
+            assert self.folded_one.wait(10), (
+                "answers were not folded in while this one was in flight"
+            )
+        if q.family is Family.REQUESTS:
+            raise PromUnavailableError("down")
+        return result
+
+
+def test_answers_are_folded_in_while_others_are_in_flight() -> None:
+    results = _tick_results()
+    prom = ScriptedProm(results)
+    folded: list[Family] = []
+    caller = threading.get_ident()
+
+    def on_result(q: NamedQuery, result: QueryResult) -> None:
+        assert threading.get_ident() == caller  # in the calling thread
+        folded.append(q.family)
+        if len(folded) == len(results) - 2:  # every answer but the phase and the failed one
+            prom.folded_one.set()
+
+    got, outcomes, errors = run_queries(prom, list(results), on_result)  # type: ignore[arg-type]
+    # The phase query was held until every other answer had been folded in: it came in last.
+    assert folded[-1] is Family.PHASE_SECONDS
+    assert Family.REQUESTS not in folded
+    assert Family.REQUESTS not in {q.family for q in got}
+    assert errors == ["requests: down"]
+    assert outcomes == {"success": len(results) - 1, "error": 1}
+    assert list(got) == [q for q in results if q.family is not Family.REQUESTS]  # query order
+
+
+def test_the_costliest_queries_are_asked_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Phase, GPU and census queries cost Prometheus 2-4x a one-counter family: asked first,
+    the short ones fill in behind them instead of a long one finishing last."""
+    monkeypatch.setattr(tick_module, "QUERY_WORKERS", 1)
+    results = _tick_results()
+    prom = ScriptedProm({q: r for q, r in results.items() if q.family is not Family.REQUESTS})
+    prom.folded_one.set()
+    run_queries(prom, [prom.by_promql[p][0] for p in prom.by_promql])  # type: ignore[arg-type]
+    assert prom.order[:3] == [Family.PHASE_SECONDS, Family.GPU_BUSY, Family.OUTPUT_TOKENS]
+    assert sorted(prom.order) == sorted(
+        q.family for q in results if q.family is not Family.REQUESTS
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import threading
@@ -36,6 +37,9 @@ class Recorder(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if "gzip" in self.headers.get("Accept-Encoding", ""):  # as Prometheus does
+            data = gzip.compress(data)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -128,3 +132,14 @@ def test_warnings_mark_a_result_partial(server: str) -> None:
     result = PromClient(server).query("up")
     assert result.partial
     assert result.samples
+
+
+def test_answers_are_uncompressed_unless_gzip_is_asked_for(server: str) -> None:
+    """requests asks for gzip by default and Prometheus then compresses every answer: CPU on
+    both ends for bandwidth an in-cluster network does not need."""
+    plain = PromClient(server).query("up")
+    assert Recorder.seen[-1]["Accept-Encoding"] == "identity"
+    compressed = PromClient(server, gzip=True).query("up")
+    assert "gzip" in Recorder.seen[-1]["Accept-Encoding"]
+    assert plain == compressed
+    assert plain.samples[0].value == 2.5

@@ -1175,6 +1175,13 @@ def run(
         str | None, typer.Option(help="Tenant header, e.g. X-Scope-OrgID (Mimir).")
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant id sent in --tenant-header.")] = None,
+    prometheus_gzip: Annotated[
+        bool,
+        typer.Option(
+            help="Ask Prometheus for gzip-compressed answers: less bandwidth, more CPU on both "
+            "ends. Off suits an in-cluster Prometheus; turn it on across a WAN.",
+        ),
+    ] = False,
     opencost_compat: Annotated[
         bool, typer.Option(help="Also export OpenCost's inference-cost metric names.")
     ] = False,
@@ -1216,6 +1223,7 @@ def run(
             tenant=tenant,
         ),
         metrics_port=metrics_port,
+        prometheus_gzip=prometheus_gzip,
         opencost_compat=opencost_compat,
         leader_election=leader_election,
         lease_name=lease_name,
