@@ -1,7 +1,8 @@
 """The operator's tick at 10, 100 and 1,000 InferenceCostPolicies, against a real Prometheus.
 
     .venv/bin/python bench/tick_scale.py [--scales 10,100,1000] [--pods-per-policy 10]
-        [--ticks 10] [--naive-ticks 5] [--naive-sample 100] > bench/out/tick_scale.json
+        [--ticks 10] [--naive-ticks 5] [--naive-sample 100] [--storage block,head]
+        > bench/out/tick_scale.json
 
 Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
 (seven counters and the running-batch gauge, labelled `namespace`/`pod` as Kubernetes
@@ -9,7 +10,10 @@ discovery adds them) and one DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` series per GPU
 `exported_namespace`/`exported_pod`, scraped from a dcgm-exporter pod), 20 minutes at 15 s
 steps, backfilled with promtool before the server starts. The history ends 3-5 hours ago, clear
 of the head block (tests/README.md, Prometheus quirks 5-7); `run_tick` queries without a time,
-so the bench's client evaluates every query at the history's last sample.
+so the bench's client evaluates every query at the history's last sample. With `--storage head`
+the same series are pushed instead by remote write (`bench/remote_write.py`) into a Prometheus
+started with `--web.enable-remote-write-receiver`, history ending at the run: the in-memory head
+block, which is what the operator's queries at "now" read in a cluster.
 
 Each policy selects two Deployments of one model/GPU shape: 6 on-demand pods and 4 more
 (spot where the price sheet prices spot for the GPU). The tick runs in a child process that
@@ -32,6 +36,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import pstats
 import random
 import re
@@ -225,8 +230,18 @@ def _counter(
     return values
 
 
+SeriesSpec = tuple[str, str, dict[str, str], list[tuple[float, float]]]
+"""(sample name, metric type, labels, [(unix seconds, value), ...])."""
+
+
 def pod_history(pod: Pod, times: list[float]) -> Iterator[str]:
     """OpenMetrics text of one pod's vLLM series and its GPUs' DCGM series."""
+    for name, kind, labels, samples in pod_series(pod, times):
+        yield openmetrics_series(name, samples, labels=labels, metric_type=kind)  # type: ignore[arg-type]
+
+
+def pod_series(pod: Pod, times: list[float]) -> Iterator[SeriesSpec]:
+    """One pod's vLLM series and its GPUs' DCGM series."""
     rng = random.Random(f"{pod.namespace}/{pod.name}")
     steps = len(times)
     shape = pod.shape
@@ -274,19 +289,14 @@ def pod_history(pod: Pod, times: list[float]) -> Iterator[str]:
     }
     for name, kind, values in series:
         extra = {"finished_reason": "stop"} if name == "vllm:request_success_total" else {}
-        yield openmetrics_series(
-            name,
-            zip(times, values, strict=True),
-            labels={**labels, **extra},
-            metric_type=kind,  # type: ignore[arg-type]
-        )
+        yield name, kind, {**labels, **extra}, list(zip(times, values, strict=True))
     busy = min(0.98, 0.35 + 0.6 * per_second / (shape.requests_per_second * 1.4))
     exporter = f"nvidia-dcgm-exporter-{_hash(pod.node, 5)}"
     for gpu in pod.gpu_indices:
-        yield openmetrics_series(
+        yield (
             "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-            [(t, min(1.0, max(0.0, rng.gauss(busy, 0.03)))) for t in times],
-            labels={
+            "gauge",
+            {
                 "gpu": str(gpu),
                 "UUID": f"GPU-{hashlib.md5(f'{pod.node}/{gpu}'.encode()).hexdigest()}",
                 "device": f"nvidia{gpu}",
@@ -302,6 +312,7 @@ def pod_history(pod: Pod, times: list[float]) -> Iterator[str]:
                 "instance": f"{pod.node_ip}:9400",
                 "job": "nvidia-dcgm-exporter",
             },
+            [(t, min(1.0, max(0.0, rng.gauss(busy, 0.03)))) for t in times],
         )
 
 
@@ -312,7 +323,7 @@ def history_end(now: float) -> int:
 
 
 def backfill(fleet: Fleet, end: int, data_dir: Path) -> dict[str, Any]:
-    times = [float(end - HISTORY_S + STEP_S * k) for k in range(HISTORY_S // STEP_S + 1)]
+    times = history_times(end)
     started = time.perf_counter()
     text = "".join(chunk for pod in fleet.pods for chunk in pod_history(pod, times))
     generated = time.perf_counter()
@@ -327,6 +338,38 @@ def backfill(fleet: Fleet, end: int, data_dir: Path) -> dict[str, Any]:
         "generate_s": round(generated - started, 2),
         "backfill_s": round(done - generated, 2),
         "blocks": len(blocks),
+    }
+
+
+def history_times(end: int) -> list[float]:
+    return [float(end - HISTORY_S + STEP_S * k) for k in range(HISTORY_S // STEP_S + 1)]
+
+
+def load_head(fleet: Fleet, end: int, url: str, batch_series: int = 500) -> dict[str, Any]:
+    """The same history pushed into a running Prometheus' head by remote write."""
+    import remote_write  # here: the measuring child's RSS is the operator's, not the bench's
+
+    times = history_times(end)
+    started = time.perf_counter()
+    session = requests.Session()
+    batch: list[tuple[dict[str, str], list[tuple[float, float]]]] = []
+    series = sent = 0
+    for pod in fleet.pods:
+        for name, _kind, labels, samples in pod_series(pod, times):
+            batch.append(({"__name__": name, **labels}, samples))
+            if len(batch) >= batch_series:
+                sent += remote_write.push(url, batch, session)
+                series += len(batch)
+                batch = []
+    if batch:
+        sent += remote_write.push(url, batch, session)
+        series += len(batch)
+    return {
+        "series": series,
+        "samples": series * len(times),
+        "samples_per_series": len(times),
+        "remote_write_mb": round(sent / 1e6, 1),
+        "push_s": round(time.perf_counter() - started, 2),
     }
 
 
@@ -637,7 +680,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for i in range(args.ticks + 1):
         client.reset()
         gc_timer.reset()
+        cpu_before = _cpu_seconds()
+        prometheus_cpu_before = _cpu_seconds(args.prometheus_pid)
         report = run_tick(client, policies, cluster, prices, previous, now)
+        cpu = _cpu_seconds() - cpu_before
+        prometheus_cpu = _cpu_seconds(args.prometheus_pid) - prometheus_cpu_before
         if report.errors:
             raise RuntimeError(f"tick errors: {report.errors[:3]}")
         previous = dict(report.figures)
@@ -651,6 +698,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "http_summed": client.http_seconds,
                     "decode_summed": client.query_seconds - client.http_seconds,
                     "gc": gc_timer.seconds,
+                    "operator_cpu": cpu,
+                    "prometheus_cpu": prometheus_cpu,
                     "gc_collections": gc_timer.collections,
                     "samples": client.samples,
                     "response_mb": client.response_bytes / 1e6,
@@ -676,6 +725,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "prometheus_http_summed_over_threads": med("http_summed"),
             "json_decode_and_validation_summed_over_threads": med("decode_summed"),
             "of_which_gc": med("gc"),
+        },
+        "cpu_s_per_tick_median": {
+            "operator": med("operator_cpu"),
+            "prometheus": med("prometheus_cpu") if args.prometheus_pid else None,
         },
         "gc_collections_per_tick": med("gc_collections", 0),
         "samples_per_tick": med("samples", 0),
@@ -767,24 +820,42 @@ def _same(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9)
 
 
-def run_scale(args: argparse.Namespace, policies: int, end: int) -> dict[str, Any]:
+def run_scale(args: argparse.Namespace, policies: int, storage: str) -> dict[str, Any]:
+    """One scale against one kind of storage: `block` (promtool's backfill, history ending 3-5
+    h ago: persisted blocks) or `head` (the same history pushed by remote write, ending now:
+    the in-memory head that the operator's queries at "now" read in production)."""
     prices = seed_price_sheet()
     fleet = build_fleet(policies, args.pods_per_policy, prices)
     gpus = sum(len(p.gpu_indices) for p in fleet.pods)
     log(
-        f"{policies} policies: {len(fleet.pods)} pods, {gpus} GPUs, {len(fleet.nodes)} nodes; "
-        "generating and backfilling"
+        f"{policies} policies ({storage}): {len(fleet.pods)} pods, {gpus} GPUs, "
+        f"{len(fleet.nodes)} nodes; generating and loading"
     )
     data_dir = Path(tempfile.mkdtemp(prefix="llmcost-tick-scale-"))
     try:
-        history = backfill(fleet, end, data_dir)
-        log(
-            f"  backfilled {history['samples']:,} samples of {history['series']:,} series: "
-            f"generate {history['generate_s']} s, promtool {history['backfill_s']} s"
-        )
+        if storage == "block":
+            end = history_end(time.time())
+            history = backfill(fleet, end, data_dir)
+            log(
+                f"  backfilled {history['samples']:,} samples of {history['series']:,} series: "
+                f"generate {history['generate_s']} s, promtool {history['backfill_s']} s"
+            )
+            extra: list[str] = []
+        else:
+            end = int(time.time()) // STEP_S * STEP_S
+            history = {}
+            extra = ["--web.enable-remote-write-receiver"]
         started = time.perf_counter()
-        with PrometheusServer(data_dir=data_dir, startup_timeout=120.0) as prom:
+        with PrometheusServer(
+            data_dir=data_dir, startup_timeout=120.0, extra_args=extra, scrape_interval="1h"
+        ) as prom:
             ready = time.perf_counter() - started
+            if storage == "head":
+                history = load_head(fleet, end, prom.url)
+                log(
+                    f"  pushed {history['samples']:,} samples of {history['series']:,} series "
+                    f"into the head in {history['push_s']} s"
+                )
             pods_seen = prom.query_value(
                 'count(count by (namespace, pod) ({__name__="vllm:prompt_tokens_total"}))', end
             )
@@ -799,6 +870,7 @@ def run_scale(args: argparse.Namespace, policies: int, end: int) -> dict[str, An
                 "--ticks": args.ticks,
                 "--naive-ticks": args.naive_ticks,
                 "--naive-sample": args.naive_sample,
+                "--prometheus-pid": prom.pid or 0,
             }
             profile = args.profile or policies == max(args.scales)
             # Through a shell that forks: ru_maxrss survives execve, so a child exec'd straight
@@ -825,6 +897,8 @@ def run_scale(args: argparse.Namespace, policies: int, end: int) -> dict[str, An
     measured = json.loads(child.stdout)
     return {
         "policies": policies,
+        "storage": storage,
+        "history_end": end,
         "pods": len(fleet.pods),
         "gpus": gpus,
         "nodes": len(fleet.nodes),
@@ -832,6 +906,17 @@ def run_scale(args: argparse.Namespace, policies: int, end: int) -> dict[str, An
         **measured,
         "prometheus_rss_mb": prometheus_rss_mb,
     }
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of this process (None) or of `pid` (0 when unreadable)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def _rss_of(pid: int | None) -> float | None:
@@ -842,31 +927,9 @@ def _rss_of(pid: int | None) -> float | None:
     return None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scales", default="10,100,1000", help="policies per scale")
-    parser.add_argument("--pods-per-policy", type=int, default=10)
-    parser.add_argument("--ticks", type=int, default=10, help="timed ticks after one warm-up")
-    parser.add_argument("--naive-ticks", type=int, default=5, help="per-policy design ticks")
-    parser.add_argument(
-        "--naive-sample", type=int, default=100, help="most policies timed per per-policy tick"
-    )
-    parser.add_argument("--profile", action="store_true", help="profile a tick at every scale")
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--at", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--policies", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        json.dump(measure(args), sys.stdout)
-        return 0
-    args.scales = [int(s) for s in args.scales.split(",")]
-
-    started = time.perf_counter()
-    end = history_end(time.time())
-    scales = [run_scale(args, policies, end) for policies in args.scales]
+def _goals(scales: list[dict[str, Any]]) -> dict[str, Any]:
     at_goal = next((s for s in scales if s["policies"] == GOAL_POLICIES), None)
-    goals = {
+    return {
         "queries_per_tick_constant": {
             "goal": f"the same at every scale and <= {GOAL_QUERIES}",
             "measured": [s["product"]["queries_per_tick"] for s in scales],
@@ -888,11 +951,52 @@ def main() -> int:
             "pass": all(s["product"]["rss_peak_mb"] <= GOAL_RSS_MB for s in scales),
         },
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", default="10,100,1000", help="policies per scale")
+    parser.add_argument("--pods-per-policy", type=int, default=10)
+    parser.add_argument("--ticks", type=int, default=10, help="timed ticks after one warm-up")
+    parser.add_argument("--naive-ticks", type=int, default=5, help="per-policy design ticks")
+    parser.add_argument(
+        "--naive-sample", type=int, default=100, help="most policies timed per per-policy tick"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile a tick at every scale")
+    parser.add_argument(
+        "--storage",
+        default="block",
+        help="block: promtool backfill (persisted blocks); head: the same history by remote "
+        "write into the in-memory head, ending now",
+    )
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--at", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--policies", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prometheus-pid", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        json.dump(measure(args), sys.stdout)
+        return 0
+    args.scales = [int(s) for s in args.scales.split(",")]
+    storages = [s for s in args.storage.split(",") if s]
+    if not storages or set(storages) - {"block", "head"}:
+        parser.error("--storage: block, head or both")
+
+    started = time.perf_counter()
+    scales = [run_scale(args, policies, st) for st in storages for policies in args.scales]
+    goals = {st: _goals([s for s in scales if s["storage"] == st]) for st in storages}
     result = {
         "setup": {
-            "prometheus": "2.42 (Debian), backfilled with promtool, one server per scale",
-            "history": f"{HISTORY_S // 60} min at {STEP_S} s steps, ending at {end} "
-            "(3-5 h before the run); every query evaluated at the last sample",
+            "prometheus": "2.42 (Debian), one server per scale and storage",
+            "storage": {
+                "block": "promtool create-blocks-from openmetrics; history ends 3-5 h before "
+                "the run (persisted blocks)",
+                "head": "the same series pushed by remote write (--web.enable-remote-write-"
+                "receiver); history ends at the run (the in-memory head)",
+            },
+            "history": f"{HISTORY_S // 60} min at {STEP_S} s steps; every query evaluated at "
+            "the last sample",
             "window": WINDOW,
             "baseline_window": BASELINE_WINDOW,
             "pods_per_policy": args.pods_per_policy,

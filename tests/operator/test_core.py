@@ -196,7 +196,9 @@ def test_invalid_samples_are_dropped_one_by_one() -> None:
         ]
     )
     assert [s.labels["pod"] for s in samples] == ["a"]
+    assert samples == (Sample({"pod": "a"}, 1.5),)
     assert len(rejected) == 4
+    assert "2 series for {'pod': 'e'}" in rejected  # both rows of the duplicated label set
 
 
 def test_query_count_does_not_grow_with_policies() -> None:
