@@ -40,7 +40,7 @@ from costoperator.leader import AlwaysLeader, KubernetesLeaseStore, LeaseElector
 from costoperator.promclient import PromClient
 from costoperator.runtime import Runtime, WriteBudget, invalid_status
 from costoperator.state import ClusterState
-from costoperator.tick import run_tick
+from costoperator.tick import restore_demand_history, run_tick
 
 GROUP, VERSION = API_GROUP, API_VERSION
 POLICIES, PRICINGS = POLICY_PLURAL, "gpupricings"
@@ -201,6 +201,18 @@ async def tick_loop(memo: kopf.Memo) -> None:
     while True:
         views = runtime.views()
         if views:
+            try:
+                await asyncio.to_thread(
+                    restore_demand_history,
+                    memo["client"],
+                    runtime.demand,
+                    views,
+                    time.time(),
+                    config.default_interval_s,
+                    runtime.demand_restored,
+                )
+            except Exception:  # planning goes on from its own ticks
+                log.exception("restoring the demand history failed")
             try:
                 report = await asyncio.to_thread(
                     run_tick,

@@ -185,6 +185,35 @@ class PromClient:
             rejected=rejected,
         )
 
+    def query_range(
+        self, promql: str, start: float, end: float, step_s: float
+    ) -> list[tuple[Mapping[str, str], list[tuple[float, float]]]]:
+        """A range query: per series, its labels and (time, value) points, oldest first.
+        NaN, ±Inf and non-numeric points are left out; a series with none left is dropped."""
+        params = {
+            "query": promql,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step_s:g}",
+            "timeout": f"{self.read_timeout_s:g}s",
+        }
+        data = self._post("/api/v1/query_range", params).get("data") or {}
+        if data.get("resultType") != "matrix":
+            raise PromInvalidResultError(f"expected a matrix, got {data.get('resultType')!r}")
+        series = []
+        for item in data.get("result") or []:
+            points = []
+            for point in item.get("values") or []:
+                try:
+                    at, value = float(point[0]), float(point[1])
+                except (IndexError, TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    points.append((at, value))
+            if points:
+                series.append((item.get("metric") or {}, points))
+        return series
+
     def _post(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         try:
             response = self._session.post(

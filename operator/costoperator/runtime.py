@@ -83,6 +83,8 @@ class Runtime:
     _last_status: dict[PolicyKey, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     demand: DemandHistory = field(default_factory=DemandHistory)
     """Per policy, the token rates of recent ticks: the spot planner's demand history."""
+    demand_restored: set[tuple[str, str]] = field(default_factory=set)
+    """Policies whose demand history was looked up in Prometheus (`restore_demand_history`)."""
     annotations: dict[PolicyKey, dict[str, str]] = field(default_factory=dict)
     """Per policy, its annotations (the scaling pause is one)."""
     events: dict[PolicyKey, list[tuple[str, str, str]]] = field(default_factory=dict)

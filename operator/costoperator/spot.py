@@ -44,6 +44,14 @@ class DemandHistory:
         while samples and samples[0][0] < now - self.keep_s:
             samples.popleft()
 
+    def seed(self, key: tuple[str, str], samples: Iterable[tuple[float, float]]) -> bool:
+        """Start a policy's history from earlier samples (after a restart, from Prometheus);
+        only while it has none of its own, so nothing is counted twice."""
+        if self._samples.get(key):
+            return False
+        self._samples[key] = deque(sorted(samples))
+        return True
+
     def values(self, key: tuple[str, str], since: float | None = None) -> list[float]:
         return [v for t, v in self._samples.get(key, ()) if since is None or t >= since]
 
@@ -53,6 +61,37 @@ class DemandHistory:
         for key in list(self._samples):
             if key not in live:
                 del self._samples[key]
+
+
+def demand_history_query(policy_names: Iterable[str]) -> str:
+    """The planner's demand per policy, from the operator's own exported series: the history a
+    restarted operator (or a new leader) starts from. Every replica exports the same figures,
+    so instances are collapsed (max) before the workloads and token types are summed. Only the
+    named policies (namespaces are told apart by the caller)."""
+    # Policy names are DNS-1123 subdomains: `.` is their only regex-special character. A raw
+    # (backquoted) PromQL string keeps the backslash as it is.
+    names = "|".join(sorted({n.replace(".", "\\.") for n in policy_names}))
+    keys = "namespace, policy, workload, token_type"
+    return (
+        f"sum by (namespace, policy) "
+        f"(max by ({keys}) (llmcost_tokens_per_second{{policy=~`{names}`}}))"
+    )
+
+
+def seed_demand_history(
+    history: DemandHistory,
+    series: Iterable[tuple[Mapping[str, str], list[tuple[float, float]]]],
+    policies: Iterable[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """Seed the named policies' histories from `demand_history_query` rows; returns those
+    seeded (a policy that already has history of its own keeps it)."""
+    wanted = set(policies)
+    seeded = []
+    for labels, points in series:
+        key = (labels.get("namespace", ""), labels.get("policy", ""))
+        if key in wanted and history.seed(key, points):
+            seeded.append(key)
+    return seeded
 
 
 def replica_capacity(f: WorkloadFigures) -> float | None:

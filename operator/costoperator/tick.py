@@ -35,7 +35,12 @@ from costoperator.queries import (
     NamedQuery,
     tick_queries,
 )
-from costoperator.spot import DemandHistory, with_recommendations
+from costoperator.spot import (
+    DemandHistory,
+    demand_history_query,
+    seed_demand_history,
+    with_recommendations,
+)
 from costoperator.state import ClusterState
 
 log = logging.getLogger(__name__)
@@ -226,6 +231,35 @@ def cyclic_gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def restore_demand_history(
+    client: PromClient,
+    history: DemandHistory,
+    policies: Iterable[PolicyView],
+    now: float,
+    step_s: float,
+    tried: set[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """Seed the spot planner's demand history of policies not tried yet from what the operator
+    exported before (one range query over the history's length, at the tick interval), so a
+    restart or a new leader does not plan from an empty hour. A policy counts as tried once
+    Prometheus answered, whether or not it had history; on an error it is tried next tick.
+    Returns the policies seeded."""
+    pending = {(p.namespace, p.name) for p in policies if p.spot is not None} - tried
+    if not pending:
+        return []
+    query = demand_history_query(name for _, name in pending)
+    try:
+        series = client.query_range(query, now - history.keep_s, now, step_s)
+    except PromError as exc:
+        log.warning("demand history not restored (tried again next tick): %s", exc)
+        return []
+    tried.update(pending)
+    seeded = seed_demand_history(history, series, pending)
+    if seeded:
+        log.info("demand history restored from Prometheus for %d policies", len(seeded))
+    return seeded
 
 
 def run_tick(
