@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,29 @@ def test_table_output_is_for_people() -> None:
     done = run("estimate", "--gpu-hourly-usd", "2.21", "--tokens-per-second", "2400", "--gpus", "4")
     assert done.returncode == 0
     assert "$1.4616" in done.stdout
+
+
+def test_piped_tables_are_not_cut_to_80_columns() -> None:
+    """Piped (a file, a pager, a CI log) rich would assume 80 columns and cut the rightsize
+    table's cells to "…"; COLUMNS, when set, still decides."""
+    args = ("rightsize", "--model", "llama-3.1-70b", "--tokens-per-second", "5000")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [LLMCOST, *args], capture_output=True, text=True, timeout=120, env=env, check=True
+    )
+    assert "$/1M at capacity" in piped.stdout
+    assert "on_demand" in piped.stdout
+    assert "…" not in piped.stdout
+    narrow = subprocess.run(
+        [LLMCOST, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "COLUMNS": "80"},
+        check=True,
+    )
+    assert "…" in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
 
 
 def test_demo_prices_the_real_traces(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,11 +16,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from costoperator.cli.render import jsonable, money, num, pct
+from costoperator.cli.render import jsonable, make_console, money, num, pct
 from costoperator.promserver import find_binary
 from costoperator.stack import Stack, default_stack
 from costoperator.traces import TraceError, find_shared_data
@@ -154,7 +154,7 @@ def run_live_demo(
             "Prometheus is not installed: run scripts/install-prometheus "
             "(Debian: apt-get install prometheus)"
         )
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     stack = default_stack(traces_dir, window=window, interval="10s", speedup=speedup)
     stopping = False
 
@@ -179,7 +179,7 @@ def run_live_demo(
         )
         deadline = time.time() + duration_s if duration_s else None
         if output == "table":
-            with Live(_view(stack), console=Console(), refresh_per_second=1) as live:
+            with Live(_view(stack), console=make_console(), refresh_per_second=1) as live:
                 while not stopping and (deadline is None or time.time() < deadline):
                     time.sleep(REFRESH_S)
                     live.update(_view(stack))

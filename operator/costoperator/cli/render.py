@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -18,6 +19,18 @@ from rich.console import Console
 from rich.table import Table
 
 OUTPUT_FORMATS = ("table", "json")
+
+#: Table width when the output is not a terminal (a pipe, a file, a CI log) and COLUMNS is
+#: unset: rich would otherwise assume 80 columns and cut the wider tables' cells to "…".
+PIPED_WIDTH = 200
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A rich console: the terminal's width, or `PIPED_WIDTH` when piped (COLUMNS wins)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPED_WIDTH)
 
 
 def jsonable(value: Any) -> Any:
@@ -76,6 +89,6 @@ def emit(output: str, result: Mapping[str, Any], tables: Callable[[], Iterable[T
     if output == "json":
         sys.stdout.write(json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
         return
-    console = Console()
+    console = make_console()
     for table in tables():
         console.print(table)

@@ -16,7 +16,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from costengine.cost import HOURS_PER_MONTH, cost_per_million_tokens
@@ -28,7 +27,15 @@ from costengine.pricing import (
 )
 from costengine.rightsize import Candidate, Demand, rightsize
 from costengine.spot import HybridSpotCost, hybrid_spot_cost
-from costoperator.cli.render import emit, grid_table, key_value_table, money, num, pct
+from costoperator.cli.render import (
+    emit,
+    grid_table,
+    key_value_table,
+    make_console,
+    money,
+    num,
+    pct,
+)
 from costoperator.traces import TraceError, demand_series, find_shared_data, read_trace
 
 DEMO_MODEL = "llama-2-70b"
@@ -155,7 +162,7 @@ def run_tour(trace: Path | None, output: str) -> None:
                 "the shared data folder (../shared/data beside the project) was not found; "
                 "pass --trace FILE with an Azure CSV or Mooncake JSONL trace"
             )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     traces = []
     for path in paths:
         if output == "table":
