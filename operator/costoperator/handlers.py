@@ -200,7 +200,8 @@ async def tick_loop(memo: kopf.Memo) -> None:
     snapshot: Snapshot = memo["snapshot"]
     while True:
         views = runtime.views()
-        if views:
+        # Not while Prometheus is known to be down: the tick reports that already.
+        if views and memo["prometheus_ok"]:
             try:
                 await asyncio.to_thread(
                     restore_demand_history,
@@ -213,6 +214,7 @@ async def tick_loop(memo: kopf.Memo) -> None:
                 )
             except Exception:  # planning goes on from its own ticks
                 log.exception("restoring the demand history failed")
+        if views:
             try:
                 report = await asyncio.to_thread(
                     run_tick,
