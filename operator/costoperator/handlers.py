@@ -267,6 +267,13 @@ async def actuate(
         return
     auto = [v for v in views if v.spot is not None and v.spot.mode == "Auto"]
     actuator.forget_except({(v.namespace, v.name) for v in auto})
+    if auto and memo.get("scaler") is None:
+        # Made before any decision, so a scaling record's time is the decision's, not that
+        # plus the client's start-up.
+        try:
+            memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+        except Exception as exc:  # no API client: every policy holds, said per step below
+            log.warning("no scale client: %s", exc)
     for view in auto:
         key = (view.namespace, view.name)
         recorded = runtime.last_scale_up.get(key)

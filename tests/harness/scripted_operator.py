@@ -16,6 +16,7 @@ through the `kubernetes` client, against whatever `$KUBECONFIG` names (the emula
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -75,7 +76,10 @@ def scripted_tick(_client: Any, views: list[PolicyView], *_args: Any) -> TickRep
 class ScriptedScaleClient(KubernetesScaleClient):
     def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
         super().record(namespace, policy, record)
-        _log("record", policy=policy, to=record["toReplicas"])
+        # `at`: the record's own time, taken right after the decision (the log line's `t`
+        # comes after the PATCH, whose latency varies).
+        at = dt.datetime.fromisoformat(record["lastScaleTime"]).timestamp()
+        _log("record", policy=policy, to=record["toReplicas"], at=at)
         _die_if("after-record")
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
