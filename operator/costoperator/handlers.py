@@ -267,13 +267,6 @@ async def actuate(
         return
     auto = [v for v in views if v.spot is not None and v.spot.mode == "Auto"]
     actuator.forget_except({(v.namespace, v.name) for v in auto})
-    if auto and memo.get("scaler") is None:
-        # Made before any decision, so a scaling record's time is the decision's, not that
-        # plus the client's start-up.
-        try:
-            memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
-        except Exception as exc:  # no API client: every policy holds, said per step below
-            log.warning("no scale client: %s", exc)
     for view in auto:
         key = (view.namespace, view.name)
         recorded = runtime.last_scale_up.get(key)
@@ -296,13 +289,14 @@ async def actuate(
             if not leading(memo):  # the Lease lapsed during this tick: the next leader decides
                 actuator.forget()
                 return
+            # The record's time is the decision's (taken before the client may be made).
+            stamp = dt.datetime.now(dt.UTC)
             scaler: ScaleClient | None = memo.get("scaler")
             try:
                 if scaler is None:
                     scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
                 # Write-ahead: the record lands before the scale, so a process killed between
                 # the two still leaves its successor the step period to respect.
-                stamp = dt.datetime.now(dt.UTC)
                 up = step.direction == "up"
                 record = ScalingRecord(
                     last_scale_time=stamp,
