@@ -25,6 +25,9 @@ class OperatorConfig:
     this (1,000 policies: one write each per 100 s at most). A condition that flips is written
     at once regardless."""
     query_timeout_s: float = 10.0
+    baseline_refresh_s: float = 300.0
+    """Longest a drift baseline is reused before a background refresh (also at most 1% of its
+    window): the baseline query reads the whole window, 24 h by default (tick.BaselineCache)."""
     prometheus_gzip: bool = False
     """Ask Prometheus for gzip-compressed answers (for a Prometheus across a WAN)."""
     spot_global_cap: int | None = None

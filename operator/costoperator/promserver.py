@@ -683,13 +683,22 @@ def _format_ts(ts: float) -> str:
 
 
 def backfill_openmetrics(
-    text: str, data_dir: Path, *, promtool: Path | None = None, timeout: float = 120.0
+    text: str | Iterable[str],
+    data_dir: Path,
+    *,
+    promtool: Path | None = None,
+    timeout: float = 120.0,
+    max_block_duration: str | None = None,
 ) -> list[str]:
     """Write OpenMetrics `text` into `data_dir` as TSDB blocks; return the new block ids.
 
-    Runs `promtool tsdb create-blocks-from openmetrics`. Appends the mandatory `# EOF` if
-    missing. Raises if promtool stored fewer samples than `text` has (it drops out-of-order
-    samples without an error).
+    `text` is one string or an iterable of chunks of whole lines (streamed to promtool's input
+    file, so gigabytes of history need not be held in memory at once). Runs `promtool tsdb
+    create-blocks-from openmetrics`, with `--max-block-duration` when given (e.g. "24h": a day
+    of history in one or two blocks instead of twelve 2 h blocks that Prometheus would then
+    compact while it is being measured). Appends the mandatory `# EOF` if missing. Raises if
+    promtool stored fewer samples than `text` has (it drops out-of-order samples without an
+    error).
 
     Start Prometheus on `data_dir` afterwards: a running server sees new blocks only after up
     to a minute. Backfilled samples must be older than any live sample the server will ingest
@@ -697,17 +706,16 @@ def backfill_openmetrics(
     ending more than ~3 h ago also stays clear of the in-memory head.
     """
     tool = promtool if promtool is not None else _require_binary("promtool")
-    if not text.endswith("\n"):
-        text += "\n"
-    if text.rstrip().splitlines()[-1:] != ["# EOF"]:
-        text += "# EOF\n"
     data_dir.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in data_dir.iterdir()}
     with tempfile.TemporaryDirectory(prefix="llmcost-backfill-") as tmp:
         source = Path(tmp) / "input.om"
-        source.write_text(text)
+        given = _write_openmetrics(source, [text] if isinstance(text, str) else text)
+        command = [str(tool), "tsdb", "create-blocks-from", "openmetrics"]
+        if max_block_duration is not None:
+            command.append(f"--max-block-duration={max_block_duration}")
         done = subprocess.run(
-            [str(tool), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+            [*command, str(source), str(data_dir)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -722,7 +730,6 @@ def backfill_openmetrics(
     created = sorted(p.name for p in data_dir.iterdir() if p.name not in before and p.is_dir())
     if not created:
         raise PrometheusError(f"promtool created no blocks: {(done.stdout or done.stderr).strip()}")
-    given = sum(1 for line in text.splitlines() if line.strip() and not line.startswith("#"))
     stored = _stored_samples(done.stdout)
     if stored is not None and stored != given:
         raise PrometheusError(
@@ -730,6 +737,25 @@ def backfill_openmetrics(
             "not in time order within their series"
         )
     return created
+
+
+def _write_openmetrics(path: Path, chunks: Iterable[str]) -> int:
+    """Write the chunks, closed by `# EOF` if they are not already; return the sample lines."""
+    samples, last = 0, ""
+    with path.open("w") as out:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if not chunk.endswith("\n"):
+                chunk += "\n"
+            out.write(chunk)
+            samples += sum(
+                1 for line in chunk.splitlines() if line.strip() and not line.startswith("#")
+            )
+            last = chunk.rstrip().rsplit("\n", 1)[-1] or last
+        if last != "# EOF":
+            out.write("# EOF\n")
+    return samples
 
 
 def _stored_samples(report: str) -> int | None:

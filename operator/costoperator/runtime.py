@@ -35,6 +35,7 @@ from costoperator.crds import (
 from costoperator.figures import ApiPrice, PolicyView, SpotView, WorkloadFigures
 from costoperator.queries import MetricOverrides, SemanticCounters
 from costoperator.spot import DemandHistory
+from costoperator.tick import BaselineCache
 
 PolicyKey = tuple[str, str]  # (namespace, name)
 
@@ -83,6 +84,8 @@ class Runtime:
     _last_status: dict[PolicyKey, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     demand: DemandHistory = field(default_factory=DemandHistory)
     """Per policy, the token rates of recent ticks: the spot planner's demand history."""
+    baselines: BaselineCache = field(default_factory=BaselineCache)
+    """Drift baselines between their (background) refreshes."""
     demand_restored: set[tuple[str, str]] = field(default_factory=set)
     """Policies whose demand history was looked up in Prometheus (`restore_demand_history`)."""
     annotations: dict[PolicyKey, dict[str, str]] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from costengine.pricing import PriceSheet
+from costoperator.crds import duration_seconds
 from costoperator.exporter import SnapshotKey
 from costoperator.figures import (
     PodKey,
@@ -33,6 +35,7 @@ from costoperator.queries import (
     SEMANTIC_METRIC_LABEL,
     Family,
     NamedQuery,
+    baseline_query,
     tick_queries,
 )
 from costoperator.spot import (
@@ -59,6 +62,9 @@ _RATE_FIELDS = {
 class TickReport:
     figures: dict[SnapshotKey, WorkloadFigures]
     queries: int
+    """Queries this tick waited for."""
+    baseline_refreshes: int = 0
+    """Drift-baseline queries it started in the background (`BaselineCache`)."""
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     partial: bool = False
@@ -159,6 +165,120 @@ def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str,
                 )
                 out[key] = s.value
     return out
+
+
+BaselineKey = tuple[str, str, str, str]
+"""(baseline window, namespace, policy, workload)."""
+
+#: A cached drift baseline is refreshed once it is older than this, or than 1% of its window.
+BASELINE_REFRESH_S = 300.0
+
+
+class BaselineCache:
+    """Drift baselines kept between ticks.
+
+    The baseline query averages the operator's own series over the baseline window: at 1,000
+    policies and 24 h at a 30 s scrape that is 23 million samples, 1.2 s of Prometheus CPU and
+    1.2 s of wall time (bench/tick_scale.py `--baseline-history`), as much as the rest of the
+    tick together. A day's average moves by well under 1% in five minutes, so a window's
+    baseline is asked for inside a tick only while the cache has none for it (the first tick,
+    a window no policy used before). After that it is refreshed in a background thread once
+    older than `refresh_s` or 1% of the window, whichever is shorter, and ticks go on with the
+    last answer. A failed refresh is logged and tried again at the next tick; the old values
+    stay. Thread-safe: the refresh thread stores, ticks read."""
+
+    def __init__(self, refresh_s: float = BASELINE_REFRESH_S) -> None:
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[BaselineKey, float]] = {}
+        self._asked_at: dict[str, float] = {}
+        self._refreshing: dict[str, threading.Thread] = {}
+        self._outcomes: Counter[str] = Counter()
+
+    def period_s(self, window: str) -> float:
+        return min(self.refresh_s, duration_seconds(window) / 100)
+
+    def missing(self, windows: Iterable[str]) -> set[str]:
+        """Windows with no answer yet: their query goes into the tick."""
+        with self._lock:
+            return {w for w in windows if w not in self._values}
+
+    def retain(self, windows: Iterable[str]) -> None:
+        """Forget windows no policy uses any more."""
+        keep = set(windows)
+        with self._lock:
+            for w in set(self._values) - keep:
+                del self._values[w]
+                self._asked_at.pop(w, None)
+
+    def store(self, window: str, result: QueryResult, asked_at: float) -> None:
+        """An answer replaces the window's baselines whole (workloads gone drop out)."""
+        values = {
+            (
+                window,
+                s.labels.get("namespace", ""),
+                s.labels.get("policy", ""),
+                s.labels.get("workload", ""),
+            ): s.value
+            for s in result.samples
+        }
+        with self._lock:
+            self._values[window] = values
+            self._asked_at[window] = asked_at
+
+    def refresh_due(self, client: PromClient, windows: Iterable[str], now: float) -> list[str]:
+        """Start a background refresh of every cached window older than its period (one
+        in flight per window). Returns the windows whose refresh started."""
+        started = []
+        with self._lock:
+            for w in sorted(set(windows)):
+                asked = self._asked_at.get(w)
+                if asked is None or w in self._refreshing or now - asked < self.period_s(w):
+                    continue
+                thread = threading.Thread(
+                    target=self._refresh,
+                    args=(client, w, now),
+                    name=f"baseline-{w}",
+                    daemon=True,
+                )
+                self._refreshing[w] = thread
+                started.append((w, thread))
+        for _, thread in started:
+            thread.start()
+        return [w for w, _ in started]
+
+    def _refresh(self, client: PromClient, window: str, asked_at: float) -> None:
+        outcome = "error"
+        try:
+            result = client.query(baseline_query(window))
+        except PromError as exc:
+            log.warning("drift baseline %s not refreshed (kept; tried again): %s", window, exc)
+        except Exception:  # the thread must not die silently
+            log.exception("drift baseline %s refresh failed", window)
+        else:
+            outcome = "partial" if result.partial else "success"
+            self.store(window, result, asked_at)
+        finally:
+            with self._lock:
+                self._refreshing.pop(window, None)
+                self._outcomes[outcome] += 1
+
+    def take_outcomes(self) -> Counter[str]:
+        """Outcomes of the background refreshes finished since the last call."""
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, Counter()
+        return outcomes
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Until the refreshes in flight have finished (tests, benchmarks, shutdown)."""
+        with self._lock:
+            threads = list(self._refreshing.values())
+        for thread in threads:
+            thread.join(timeout_s)
+
+    def values(self) -> dict[BaselineKey, float]:
+        with self._lock:
+            return {k: v for window in self._values.values() for k, v in window.items()}
 
 
 _QUERY_COST_RANK = {
@@ -271,11 +391,16 @@ def run_tick(
     now: float | None = None,
     demand: DemandHistory | None = None,
     spot_global_cap: int | None = None,
+    baselines: BaselineCache | None = None,
 ) -> TickReport:
     """One tick. With `demand` (kept across ticks by the caller), policies with spot planning
-    get their recommendation on their spot workload's figures."""
+    get their recommendation on their spot workload's figures. With `baselines` (kept across
+    ticks by the caller), drift baselines are refreshed in the background instead of queried
+    in every tick."""
     with cyclic_gc_paused():
-        report = _run_tick(client, policies, cluster, prices, previous, now)
+        report = _run_tick(
+            client, policies, cluster, prices, previous, now, baselines or BaselineCache()
+        )
         if demand is not None:
             report.figures = with_recommendations(
                 policies, report.figures, prices, demand, report.now, spot_global_cap
@@ -290,21 +415,30 @@ def _run_tick(
     prices: PriceSheet,
     previous: Mapping[SnapshotKey, WorkloadFigures],
     now: float | None,
+    baseline_cache: BaselineCache,
 ) -> TickReport:
     started = time.perf_counter()
     now = time.time() if now is None else now
     policies = list(policies)
+    baseline_windows = {p.baseline_window for p in policies if p.baseline_window}
+    baseline_cache.retain(baseline_windows)
     queries = tick_queries(
         windows={p.window for p in policies},
-        baseline_windows={p.baseline_window for p in policies if p.baseline_window},
+        baseline_windows=baseline_cache.missing(baseline_windows),
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
     )
     fold = RateFold()
     results, outcomes, errors = run_queries(client, queries, fold.add)
     partial = any(r.partial for r in results.values())
+    for q, result in results.items():
+        if q.family is Family.BASELINE and q.window:
+            baseline_cache.store(q.window, result, now)
+    # After this tick's own queries, so a refresh never delays them.
+    refreshing = baseline_cache.refresh_due(client, baseline_windows, now)
+    outcomes.update(baseline_cache.take_outcomes())
     rates = fold.rates()
-    base = baselines(results)
+    base = baseline_cache.values()
     semantic = semantic_rows(results)
     pods = cluster.pods_by_workload()
     nodes = cluster.nodes()
@@ -338,6 +472,7 @@ def _run_tick(
     return TickReport(
         figures=figures,
         queries=len(queries),
+        baseline_refreshes=len(refreshing),
         outcomes=outcomes,
         errors=errors,
         partial=partial,

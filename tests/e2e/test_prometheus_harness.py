@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -252,3 +252,30 @@ def test_no_orphan_when_the_starting_process_is_killed() -> None:
     assert _gone(pid), f"prometheus {pid} outlived the process that started it"
     assert _port_closed(port)
     shutil.rmtree(work_dir)  # the killed process could not clean up its temporary files
+
+
+def test_backfill_streams_chunks_into_long_blocks(
+    prometheus_bin: PrometheusBinaries, tmp_path: Path
+) -> None:
+    """Chunks of text are written as they come (a day of 10,000 pods' history need not sit in
+    memory as one string), and `max_block_duration` keeps a day in at most two blocks."""
+    end = (int(time.time()) - 4 * 3600) // 60 * 60
+    stamps = range(end - 24 * 3600 + 60, end + 1, 60)
+
+    def chunks() -> Iterator[str]:
+        for gpu in range(3):
+            yield openmetrics_series(
+                "g", [(t, float(gpu)) for t in stamps], labels={"gpu": f"{gpu}"}
+            )
+
+    blocks = backfill_openmetrics(
+        chunks(), tmp_path / "tsdb", promtool=prometheus_bin.promtool, max_block_duration="24h"
+    )
+    assert 1 <= len(blocks) <= 2  # 2 h blocks would be 12 or 13
+    with PrometheusServer(binary=prometheus_bin.prometheus, data_dir=tmp_path / "tsdb") as prom:
+        assert prom.query_value("count(count_over_time(g[24h]))", end) == 3
+        assert prom.query_value("sum(count_over_time(g[24h]))", end) == 3 * 1440
+    # The samples of every chunk are counted: one dropped by promtool is still caught.
+    late = openmetrics_series("h", [(end, 1.0)]) + f"h 1 {end - 60}\n"
+    with pytest.raises(PrometheusError, match="stored 1 of 2 samples"):
+        backfill_openmetrics(iter([late]), tmp_path / "c", promtool=prometheus_bin.promtool)

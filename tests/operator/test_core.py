@@ -603,3 +603,122 @@ def test_the_costliest_queries_are_asked_first(monkeypatch: pytest.MonkeyPatch) 
     assert sorted(prom.order) == sorted(
         q.family for q in results if q.family is not Family.REQUESTS
     )
+
+
+# --- drift baselines between ticks -------------------------------------------------------------
+
+
+class BaselineProm(FakeProm):
+    """FakeProm whose drift-baseline query answers `baseline` (None: fails) and can be held
+    until `release` is set."""
+
+    def __init__(self, by_keyword: dict[str, list[Sample]]) -> None:
+        super().__init__(by_keyword)
+        self.baseline: float | None = 2.0
+        self.release = threading.Event()
+        self.release.set()
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        if "llmcost_hourly_cost_usd" not in promql:
+            return super().query(promql, at)
+        self.calls.append(promql)
+        self.release.wait(10)
+        if self.baseline is None:
+            raise PromUnavailableError("down")
+        labels = {"namespace": "inference", "policy": "llama70b", "workload": "llama70b"}
+        return QueryResult((Sample(labels, self.baseline),))
+
+
+def _baseline_calls(prom: FakeProm) -> int:
+    return sum("llmcost_hourly_cost_usd" in q for q in prom.calls)
+
+
+def test_drift_baseline_is_queried_once_then_refreshed_in_the_background(
+    cluster: ClusterState,
+) -> None:
+    prom = BaselineProm(
+        {
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+            "prompt_tokens_total|": [pod_sample(1000)],
+        }
+    )
+    cache = tick_module.BaselineCache(refresh_s=300)
+    p = policy(baseline_window="24h")
+    key = ("inference", "llama70b", "llama70b")
+
+    def tick(now: float) -> tick_module.TickReport:
+        return run_tick(prom, [p], cluster, PRICES, {}, now, baselines=cache)  # type: ignore[arg-type]
+
+    first = tick(1000)  # nothing cached (a fresh start): asked inside the tick
+    assert _baseline_calls(prom) == 1
+    assert first.baseline_refreshes == 0
+    drift = first.figures[key].drift_ratio
+    assert drift == pytest.approx(first.figures[key].usd_per_million_tokens / 2.0)
+
+    second = tick(1000 + 299)  # younger than the refresh period: reused, not asked
+    assert _baseline_calls(prom) == 1
+    assert second.queries == first.queries - 1
+    assert second.figures[key].drift_ratio == drift
+
+    # Due: the refresh runs in the background; the tick does not wait for it.
+    prom.release.clear()
+    prom.baseline = 4.0
+    third = tick(1000 + 300)
+    assert third.baseline_refreshes == 1
+    assert third.queries == second.queries
+    assert third.figures[key].drift_ratio == drift  # the old baseline until the answer lands
+    assert tick(1000 + 330).baseline_refreshes == 0  # one refresh in flight per window
+    prom.release.set()
+    cache.wait(10)
+    fourth = tick(1000 + 360)
+    assert fourth.figures[key].drift_ratio == pytest.approx(drift / 2)
+    assert fourth.outcomes["success"] == fourth.queries + 1  # the refresh is counted
+    assert _baseline_calls(prom) == 2
+
+
+def test_a_failed_baseline_refresh_keeps_the_old_baseline(
+    cluster: ClusterState, caplog: pytest.LogCaptureFixture
+) -> None:
+    prom = BaselineProm(
+        {
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+            "prompt_tokens_total|": [pod_sample(1000)],
+        }
+    )
+    cache = tick_module.BaselineCache(refresh_s=300)
+    p = policy(baseline_window="24h")
+    key = ("inference", "llama70b", "llama70b")
+    drift = run_tick(prom, [p], cluster, PRICES, {}, 0, baselines=cache).figures[key].drift_ratio  # type: ignore[arg-type]
+    assert drift is not None
+
+    prom.baseline = None  # Prometheus fails the refresh
+    assert run_tick(prom, [p], cluster, PRICES, {}, 400, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+    cache.wait(10)
+    assert "drift baseline 24h not refreshed" in caplog.text
+    report = run_tick(prom, [p], cluster, PRICES, {}, 410, baselines=cache)  # type: ignore[arg-type]
+    assert report.figures[key].drift_ratio == drift  # kept
+    assert report.outcomes["error"] == 1
+    assert not report.errors
+    assert not report.figures[key].stale
+    assert report.baseline_refreshes == 1  # and the refresh is tried again at once
+
+
+def test_a_short_baseline_window_is_refreshed_sooner() -> None:
+    cache = tick_module.BaselineCache(refresh_s=300)
+    assert cache.period_s("24h") == 300
+    assert cache.period_s("1h") == 36  # 1% of the window
+
+
+def test_baselines_of_windows_no_policy_uses_are_forgotten(cluster: ClusterState) -> None:
+    prom = BaselineProm(
+        {
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+            "prompt_tokens_total|": [pod_sample(1000)],
+        }
+    )
+    cache = tick_module.BaselineCache()
+    run_tick(prom, [policy(baseline_window="24h")], cluster, PRICES, {}, 0, baselines=cache)  # type: ignore[arg-type]
+    assert cache.values()
+    run_tick(prom, [policy(baseline_window="168h")], cluster, PRICES, {}, 1, baselines=cache)  # type: ignore[arg-type]
+    assert {k[0] for k in cache.values()} == {"168h"}
+    assert cache.missing(["24h"]) == {"24h"}
