@@ -6,14 +6,17 @@
 
 Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
 (seven counters and the running-batch gauge, labelled `namespace`/`pod` as Kubernetes
-discovery adds them) and one DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` series per GPU (labelled
+discovery adds them) and per GPU the DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and
+`DCGM_FI_DEV_GPU_UTIL` series that dcgm-exporter's profiling configuration reports (labelled
 `exported_namespace`/`exported_pod`, scraped from a dcgm-exporter pod), 20 minutes at 15 s
-steps, backfilled with promtool before the server starts. The history ends 3-5 hours ago, clear
-of the head block (tests/README.md, Prometheus quirks 5-7); `run_tick` queries without a time,
-so the bench's client evaluates every query at the history's last sample. With `--storage head`
-the same series are pushed instead by remote write (`bench/remote_write.py`) into a Prometheus
-started with `--web.enable-remote-write-receiver`, history ending at the run: the in-memory head
-block, which is what the operator's queries at "now" read in a cluster.
+steps; and a day of the operator's own series at 30 s, which the drift-baseline query reads
+(`--no-baseline-history` leaves it out). All of it is backfilled with promtool before the
+server starts. The history ends 3-5 hours ago, clear of the head block (tests/README.md,
+Prometheus quirks 5-7); `run_tick` queries without a time, so the bench's client evaluates
+every query at the history's last sample. With `--storage head` the pods' series are pushed
+instead by remote write (`bench/remote_write.py`) into a Prometheus started with
+`--web.enable-remote-write-receiver`, history ending at the run: the in-memory head block,
+which is what the operator's queries at "now" read in a cluster.
 
 Each policy selects two Deployments of one model/GPU shape: 6 on-demand pods and 4 more
 (spot where the price sheet prices spot for the GPU). The tick runs in a child process that
@@ -72,7 +75,14 @@ from costoperator.queries import (
     tick_queries,
 )
 from costoperator.state import ClusterState
-from costoperator.tick import BaselineCache, baselines, rates_by_window, run_queries, run_tick
+from costoperator.tick import (
+    BaselineCache,
+    GpuSource,
+    baselines,
+    rates_by_window,
+    run_queries,
+    run_tick,
+)
 
 STEP_S = 15
 HISTORY_S = 20 * 60
@@ -296,27 +306,33 @@ def pod_series(pod: Pod, times: list[float]) -> Iterator[SeriesSpec]:
     busy = min(0.98, 0.35 + 0.6 * per_second / (shape.requests_per_second * 1.4))
     exporter = f"nvidia-dcgm-exporter-{_hash(pod.node, 5)}"
     for gpu in pod.gpu_indices:
+        labels = {
+            "gpu": str(gpu),
+            "UUID": f"GPU-{hashlib.md5(f'{pod.node}/{gpu}'.encode()).hexdigest()}",
+            "device": f"nvidia{gpu}",
+            "modelName": shape.product.replace("-", " "),
+            "Hostname": pod.node,
+            "DCGM_FI_DRIVER_VERSION": "550.54.15",
+            "exported_container": "vllm",
+            "exported_namespace": pod.namespace,
+            "exported_pod": pod.name,
+            "namespace": "gpu-operator",
+            "pod": exporter,
+            "container": "nvidia-dcgm-exporter",
+            "instance": f"{pod.node_ip}:9400",
+            "job": "nvidia-dcgm-exporter",
+        }
+        active = [min(1.0, max(0.0, rng.gauss(busy, 0.03))) for _ in times]
         yield (
             "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
             "gauge",
-            {
-                "gpu": str(gpu),
-                "UUID": f"GPU-{hashlib.md5(f'{pod.node}/{gpu}'.encode()).hexdigest()}",
-                "device": f"nvidia{gpu}",
-                "modelName": shape.product.replace("-", " "),
-                "Hostname": pod.node,
-                "DCGM_FI_DRIVER_VERSION": "550.54.15",
-                "exported_container": "vllm",
-                "exported_namespace": pod.namespace,
-                "exported_pod": pod.name,
-                "namespace": "gpu-operator",
-                "pod": exporter,
-                "container": "nvidia-dcgm-exporter",
-                "instance": f"{pod.node_ip}:9400",
-                "job": "nvidia-dcgm-exporter",
-            },
-            [(t, min(1.0, max(0.0, rng.gauss(busy, 0.03)))) for t in times],
+            labels,
+            list(zip(times, active, strict=True)),
         )
+        # dcgm-exporter's profiling configuration (dcp-metrics-included.csv, the GPU
+        # operator's) reports GPU_UTIL beside it, in integer percent.
+        util = [float(round(a * 100)) for a in active]
+        yield "DCGM_FI_DEV_GPU_UTIL", "gauge", labels, list(zip(times, util, strict=True))
 
 
 def history_end(now: float) -> int:
@@ -726,6 +742,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     # As the operator keeps it: the warm-up tick asks for the drift baseline, the timed ones
     # reuse it (a refresh is due every 5 minutes; `now` stands still here, so none is).
     baseline_cache = BaselineCache()
+    gpu_source = GpuSource()  # the GPU-busy fallback: asked in the warm-up, then not needed
     first_tick_s = 0.0
     for i in range(args.ticks + 1):
         client.reset()
@@ -733,7 +750,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cpu_before = _cpu_seconds()
         prometheus_cpu_before = _cpu_seconds(args.prometheus_pid)
         report = run_tick(
-            client, policies, cluster, prices, previous, now, baselines=baseline_cache
+            client,
+            policies,
+            cluster,
+            prices,
+            previous,
+            now,
+            baselines=baseline_cache,
+            gpu_source=gpu_source,
         )
         cpu = _cpu_seconds() - cpu_before
         prometheus_cpu = _cpu_seconds(args.prometheus_pid) - prometheus_cpu_before
@@ -801,7 +825,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile or median > GOAL_TICK_S:
         profile = cProfile.Profile()
         profile.enable()
-        run_tick(client, policies, cluster, prices, previous, now, baselines=baseline_cache)
+        run_tick(
+            client,
+            policies,
+            cluster,
+            prices,
+            previous,
+            now,
+            baselines=baseline_cache,
+            gpu_source=gpu_source,
+        )
         profile.disable()
         product["profile_one_tick_top_own_time"] = top_costs(profile)
 

@@ -227,6 +227,7 @@ async def tick_loop(memo: kopf.Memo) -> None:
                     runtime.demand,
                     config.spot_global_cap,
                     runtime.baselines,
+                    runtime.gpu_source,
                 )
             except Exception:  # a bug must not stop pricing: log, mark stale, go on
                 log.exception("tick failed")

@@ -84,6 +84,29 @@ DECODE_SECONDS = "vllm:request_decode_time_seconds_sum"
 RUNNING_GAUGES = ("vllm:num_requests_running", "sglang:num_running_reqs")
 GPU_BUSY_PREFERRED = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # 0..1, correct on MIG
 GPU_BUSY_FALLBACK = "DCGM_FI_DEV_GPU_UTIL"  # 0..100, reads 0 on MIG devices
+#: Label on each GPU-busy row: which of the two families answered for the pod.
+DCGM_SOURCE_LABEL = "dcgm"
+
+
+def gpu_busy_query(window: str, fallback: bool = True) -> str:
+    """Per pod, the mean GPU busy ratio over `window`: the preferred family, and with
+    `fallback` DCGM_FI_DEV_GPU_UTIL ÷ 100 for pods the preferred family does not cover. Each
+    row is labelled `dcgm="preferred"` or `dcgm="fallback"` (`or on (namespace, pod)`, so a pod
+    gets one row). PromQL evaluates both sides of `or` in full, and dcgm-exporter's profiling
+    configuration exports GPU_UTIL beside GR_ENGINE_ACTIVE on every GPU: the fallback doubles
+    the query's cost on such a fleet, so the tick leaves it out while no pod needs it
+    (`tick.GpuSource`)."""
+    preferred = (
+        f'label_replace({_dcgm(GPU_BUSY_PREFERRED, window)}, "{DCGM_SOURCE_LABEL}", '
+        '"preferred", "", "")'
+    )
+    if not fallback:
+        return preferred
+    return (
+        f"{preferred} or on (namespace, pod) "
+        f'label_replace({_dcgm(GPU_BUSY_FALLBACK, window, " / 100")}, "{DCGM_SOURCE_LABEL}", '
+        '"fallback", "", "")'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +241,13 @@ def tick_queries(
     baseline_windows: Iterable[str] = (),
     overrides: Iterable[MetricOverrides] = (),
     semantic: Iterable[SemanticCounters] = (),
+    gpu_fallback: bool = True,
 ) -> list[NamedQuery]:
     """Every query of one tick: per distinct rate window, one per family; one drift baseline
     per distinct baseline window. Policies' `spec.metrics` add at most one query per
     overridden family (over the union of the names they give) and a branch to the output
     query; `spec.cache.semantic` adds one query with a branch per counter name. None of these
-    grows with the number of policies."""
+    grows with the number of policies. `gpu_fallback`: see `gpu_busy_query`."""
     names = family_names(ENGINE_PROFILES.values())
     custom: dict[Family, set[str]] = {}
     for o in overrides:
@@ -246,8 +270,7 @@ def tick_queries(
                 queries.append(NamedQuery(family, w, _rate_sum(members, w), custom=True))
         if (promql := _semantic(semantic, w)) is not None:
             queries.append(NamedQuery(Family.SEMANTIC, w, promql))
-        busy = f"{_dcgm(GPU_BUSY_PREFERRED, w)} or {_dcgm(GPU_BUSY_FALLBACK, w, ' / 100')}"
-        queries.append(NamedQuery(Family.GPU_BUSY, w, busy))
+        queries.append(NamedQuery(Family.GPU_BUSY, w, gpu_busy_query(w, gpu_fallback)))
         # vLLM times each request's phases. Prefill seconds are GPU seconds (a prompt has the
         # GPU to itself); decode seconds are shared by every sequence of the running batch, so
         # decode GPU time is decode seconds ÷ the mean batch.

@@ -35,7 +35,7 @@ from costoperator.crds import (
 from costoperator.figures import ApiPrice, PolicyView, SpotView, WorkloadFigures
 from costoperator.queries import MetricOverrides, SemanticCounters
 from costoperator.spot import DemandHistory
-from costoperator.tick import BaselineCache
+from costoperator.tick import BaselineCache, GpuSource
 
 PolicyKey = tuple[str, str]  # (namespace, name)
 
@@ -86,6 +86,8 @@ class Runtime:
     """Per policy, the token rates of recent ticks: the spot planner's demand history."""
     baselines: BaselineCache = field(default_factory=BaselineCache)
     """Drift baselines between their (background) refreshes."""
+    gpu_source: GpuSource = field(default_factory=GpuSource)
+    """Whether the GPU-busy query needs its fallback family."""
     demand_restored: set[tuple[str, str]] = field(default_factory=set)
     """Policies whose demand history was looked up in Prometheus (`restore_demand_history`)."""
     annotations: dict[PolicyKey, dict[str, str]] = field(default_factory=dict)

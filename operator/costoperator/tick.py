@@ -32,6 +32,7 @@ from costoperator.figures import (
 from costoperator.promclient import PromClient, PromError, QueryResult
 from costoperator.queries import (
     CUSTOM_ENGINE,
+    DCGM_SOURCE_LABEL,
     SEMANTIC_METRIC_LABEL,
     Family,
     NamedQuery,
@@ -172,6 +173,8 @@ BaselineKey = tuple[str, str, str, str]
 
 #: A cached drift baseline is refreshed once it is older than this, or than 1% of its window.
 BASELINE_REFRESH_S = 300.0
+#: ...or than this while a workload with tokens has none (new: its series not scraped yet).
+BASELINE_LACKING_REFRESH_S = 60.0
 
 
 class BaselineCache:
@@ -184,8 +187,10 @@ class BaselineCache:
     baseline is asked for inside a tick only while the cache has none for it (the first tick,
     a window no policy used before). After that it is refreshed in a background thread once
     older than `refresh_s` or 1% of the window, whichever is shorter, and ticks go on with the
-    last answer. A failed refresh is logged and tried again at the next tick; the old values
-    stay. Thread-safe: the refresh thread stores, ticks read."""
+    last answer. While a workload that has tokens now has no baseline in it (a new workload,
+    whose own series Prometheus had not scraped yet), a window is refreshed after
+    `BASELINE_LACKING_REFRESH_S` instead. A failed refresh is logged and tried again at the
+    next tick; the old values stay. Thread-safe: the refresh thread stores, ticks read."""
 
     def __init__(self, refresh_s: float = BASELINE_REFRESH_S) -> None:
         self.refresh_s = refresh_s
@@ -226,14 +231,25 @@ class BaselineCache:
             self._values[window] = values
             self._asked_at[window] = asked_at
 
-    def refresh_due(self, client: PromClient, windows: Iterable[str], now: float) -> list[str]:
+    def refresh_due(
+        self,
+        client: PromClient,
+        windows: Iterable[str],
+        now: float,
+        lacking: Iterable[str] = (),
+    ) -> list[str]:
         """Start a background refresh of every cached window older than its period (one
-        in flight per window). Returns the windows whose refresh started."""
+        in flight per window); `lacking`: windows in which a workload with tokens has no
+        baseline. Returns the windows whose refresh started."""
         started = []
+        lacking = set(lacking)
         with self._lock:
             for w in sorted(set(windows)):
                 asked = self._asked_at.get(w)
-                if asked is None or w in self._refreshing or now - asked < self.period_s(w):
+                period = self.period_s(w)
+                if w in lacking:
+                    period = min(period, BASELINE_LACKING_REFRESH_S)
+                if asked is None or w in self._refreshing or now - asked < period:
                     continue
                 thread = threading.Thread(
                     target=self._refresh,
@@ -279,6 +295,65 @@ class BaselineCache:
     def values(self) -> dict[BaselineKey, float]:
         with self._lock:
             return {k: v for window in self._values.values() for k, v in window.items()}
+
+
+#: How long the GPU-busy query goes without the fallback family before it looks again.
+GPU_FALLBACK_RECHECK_S = 600.0
+
+
+class GpuSource:
+    """Whether the GPU-busy query carries the DCGM_FI_DEV_GPU_UTIL fallback
+    (`queries.gpu_busy_query`).
+
+    It does until an answer with it shows that no pod needed it; then the preferred family
+    alone is asked for, half the query's cost on a fleet whose exporters report both. It comes
+    back at the next tick when a pod in the census has no GPU-busy row (a pod on an exporter
+    without profiling metrics, say; one that had no row with the fallback either does not count),
+    and at least every `recheck_s`. The price: such a new pod's GPU utilization is missing for
+    one tick. An answer that failed changes nothing."""
+
+    def __init__(self, recheck_s: float = GPU_FALLBACK_RECHECK_S) -> None:
+        self.recheck_s = recheck_s
+        self._checked_at: float | None = None
+        self._fallback_used = True
+        self._dark: set[PodKey] = set()
+        self._look_again = False
+
+    def with_fallback(self, now: float) -> bool:
+        return (
+            self._checked_at is None
+            or self._fallback_used
+            or self._look_again
+            or now - self._checked_at >= self.recheck_s
+        )
+
+    def observe(
+        self,
+        with_fallback: bool,
+        answers: Sequence[QueryResult] | None,
+        rates: Mapping[str, Mapping[PodKey, PodRates]],
+        now: float,
+    ) -> None:
+        """After a tick: its GPU-busy answers (None if one failed) and the rates they gave."""
+        if answers is None:
+            return
+        without = {
+            key
+            for per_pod in rates.values()
+            for key, r in per_pod.items()
+            if r.gpu_busy_ratio is None
+        }
+        if with_fallback:
+            self._checked_at = now
+            self._fallback_used = any(
+                s.labels.get(DCGM_SOURCE_LABEL) == "fallback"
+                for answer in answers
+                for s in answer.samples
+            )
+            self._dark = without
+            self._look_again = False
+        else:
+            self._look_again = bool(without - self._dark)
 
 
 _QUERY_COST_RANK = {
@@ -392,14 +467,23 @@ def run_tick(
     demand: DemandHistory | None = None,
     spot_global_cap: int | None = None,
     baselines: BaselineCache | None = None,
+    gpu_source: GpuSource | None = None,
 ) -> TickReport:
     """One tick. With `demand` (kept across ticks by the caller), policies with spot planning
     get their recommendation on their spot workload's figures. With `baselines` (kept across
     ticks by the caller), drift baselines are refreshed in the background instead of queried
-    in every tick."""
+    in every tick. With `gpu_source` (kept likewise), the GPU-busy query leaves out the
+    fallback family while no pod needs it."""
     with cyclic_gc_paused():
         report = _run_tick(
-            client, policies, cluster, prices, previous, now, baselines or BaselineCache()
+            client,
+            policies,
+            cluster,
+            prices,
+            previous,
+            now,
+            baselines or BaselineCache(),
+            gpu_source or GpuSource(),
         )
         if demand is not None:
             report.figures = with_recommendations(
@@ -416,17 +500,20 @@ def _run_tick(
     previous: Mapping[SnapshotKey, WorkloadFigures],
     now: float | None,
     baseline_cache: BaselineCache,
+    gpu_source: GpuSource,
 ) -> TickReport:
     started = time.perf_counter()
     now = time.time() if now is None else now
     policies = list(policies)
     baseline_windows = {p.baseline_window for p in policies if p.baseline_window}
     baseline_cache.retain(baseline_windows)
+    gpu_fallback = gpu_source.with_fallback(now)
     queries = tick_queries(
         windows={p.window for p in policies},
         baseline_windows=baseline_cache.missing(baseline_windows),
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
+        gpu_fallback=gpu_fallback,
     )
     fold = RateFold()
     results, outcomes, errors = run_queries(client, queries, fold.add)
@@ -434,15 +521,19 @@ def _run_tick(
     for q, result in results.items():
         if q.family is Family.BASELINE and q.window:
             baseline_cache.store(q.window, result, now)
-    # After this tick's own queries, so a refresh never delays them.
-    refreshing = baseline_cache.refresh_due(client, baseline_windows, now)
     outcomes.update(baseline_cache.take_outcomes())
     rates = fold.rates()
+    gpu_asked = [q for q in queries if q.family is Family.GPU_BUSY]
+    gpu_answers = [results[q] for q in gpu_asked if q in results]
+    gpu_source.observe(
+        gpu_fallback, gpu_answers if len(gpu_answers) == len(gpu_asked) else None, rates, now
+    )
     base = baseline_cache.values()
     semantic = semantic_rows(results)
     pods = cluster.pods_by_workload()
     nodes = cluster.nodes()
     figures: dict[SnapshotKey, WorkloadFigures] = {}
+    lacking: set[str] = set()
     for policy in policies:
         window_rates = rates.get(policy.window, {})
         mine: dict[SnapshotKey, WorkloadFigures] = {}
@@ -463,12 +554,20 @@ def _run_tick(
                 baseline,
                 now,
             )
+            if (
+                policy.baseline_window
+                and baseline is None
+                and current.usd_per_million_tokens is not None
+            ):
+                lacking.add(policy.baseline_window)
             if partial or errors:
                 current = _marked_stale(current)
             mine[key] = carry_forward(previous.get(key), current)
         if policy.semantic is not None:
             mine = with_semantic_savings(policy, mine, semantic.get(policy.window, []))
         figures.update(mine)
+    # After this tick's own queries, so a refresh never delays them.
+    refreshing = baseline_cache.refresh_due(client, baseline_windows, now, lacking)
     return TickReport(
         figures=figures,
         queries=len(queries),

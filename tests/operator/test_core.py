@@ -703,6 +703,41 @@ def test_a_failed_baseline_refresh_keeps_the_old_baseline(
     assert report.baseline_refreshes == 1  # and the refresh is tried again at once
 
 
+def test_a_workload_with_tokens_and_no_baseline_is_looked_up_again_within_a_minute(
+    cluster: ClusterState,
+) -> None:
+    """A new workload: Prometheus has not scraped its own series yet, so the first answer has
+    no baseline for it. It is asked for again after a minute, not after five."""
+    prom = BaselineProm(
+        {
+            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+            "prompt_tokens_total|": [pod_sample(1000)],
+        }
+    )
+    cache = tick_module.BaselineCache(refresh_s=300)
+    p = policy(baseline_window="24h")
+    key = ("inference", "llama70b", "llama70b")
+    original = prom.query
+
+    def empty_first(promql: str, at: float | None = None) -> QueryResult:
+        result = original(promql, at)
+        if "llmcost_hourly_cost_usd" in promql and _baseline_calls(prom) == 1:
+            return QueryResult(())  # the workload's own series are not in Prometheus yet
+        return result
+
+    prom.query = empty_first  # type: ignore[method-assign]
+    first = run_tick(prom, [p], cluster, PRICES, {}, 0, baselines=cache)  # type: ignore[arg-type]
+    assert first.figures[key].drift_ratio is None
+    assert run_tick(prom, [p], cluster, PRICES, {}, 59, baselines=cache).baseline_refreshes == 0  # type: ignore[arg-type]
+    assert run_tick(prom, [p], cluster, PRICES, {}, 60, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+    cache.wait(10)
+    found = run_tick(prom, [p], cluster, PRICES, {}, 90, baselines=cache)  # type: ignore[arg-type]
+    assert found.figures[key].drift_ratio is not None
+    # Found: back to the usual period.
+    assert run_tick(prom, [p], cluster, PRICES, {}, 150, baselines=cache).baseline_refreshes == 0  # type: ignore[arg-type]
+    assert run_tick(prom, [p], cluster, PRICES, {}, 360, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+
+
 def test_a_short_baseline_window_is_refreshed_sooner() -> None:
     cache = tick_module.BaselineCache(refresh_s=300)
     assert cache.period_s("24h") == 300
@@ -722,3 +757,57 @@ def test_baselines_of_windows_no_policy_uses_are_forgotten(cluster: ClusterState
     run_tick(prom, [policy(baseline_window="168h")], cluster, PRICES, {}, 1, baselines=cache)  # type: ignore[arg-type]
     assert {k[0] for k in cache.values()} == {"168h"}
     assert cache.missing(["24h"]) == {"24h"}
+
+
+# --- the GPU-busy query's fallback family ------------------------------------------------------
+
+
+class DcgmProm(FakeProm):
+    """FakeProm whose GPU-busy query answers `gpu` (pod name → source label; None: fails)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            {'"engine", "vllm"': [pod_sample(500, engine="vllm")], "prompt_tokens_total|": []}
+        )
+        self.gpu: dict[str, str] | None = {"llama70b-abc-1": "preferred"}
+        self.fallback_asked: list[bool] = []
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        if "DCGM_FI_PROF_GR_ENGINE_ACTIVE" not in promql:
+            return super().query(promql, at)
+        self.calls.append(promql)
+        self.fallback_asked.append("DCGM_FI_DEV_GPU_UTIL" in promql)
+        if self.gpu is None:
+            raise PromUnavailableError("down")
+        return QueryResult(tuple(pod_sample(0.5, pod, dcgm=src) for pod, src in self.gpu.items()))
+
+
+def test_gpu_fallback_is_asked_for_only_while_some_pod_needs_it(cluster: ClusterState) -> None:
+    prom = DcgmProm()
+    source = tick_module.GpuSource(recheck_s=600)
+    key = ("inference", "llama70b", "llama70b")
+
+    def tick(now: float) -> tick_module.TickReport:
+        return run_tick(prom, [policy()], cluster, PRICES, {}, now, gpu_source=source)  # type: ignore[arg-type]
+
+    assert tick(0).figures[key].gpu_utilization_ratio == 0.5
+    tick(30)  # the first answer needed no fallback: left out
+    # The pod loses its profiling series: no row; the next tick asks with the fallback again.
+    prom.gpu = {}
+    assert tick(60).figures[key].gpu_utilization_ratio is None
+    prom.gpu = {"llama70b-abc-1": "fallback"}
+    assert tick(90).figures[key].gpu_utilization_ratio == 0.5
+    tick(120)  # the fallback answered for it: kept
+    assert prom.fallback_asked == [True, False, False, True, True]
+
+    prom.gpu = {"llama70b-abc-1": "preferred"}
+    tick(150)
+    tick(180)
+    prom.gpu = None  # a failed answer changes nothing
+    tick(210)
+    prom.gpu = {}
+    tick(240)  # no row for the pod, and the fallback never saw it missing: looks again
+    tick(270)  # with the fallback, still no row: the pod has no DCGM series at all...
+    tick(300)  # ...so it no longer brings the fallback back
+    tick(270 + 600)  # but it is asked for again a recheck period after it last was
+    assert prom.fallback_asked[5:] == [True, False, False, False, True, False, True]
