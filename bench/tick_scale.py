@@ -71,7 +71,9 @@ from costoperator.queries import (
     GPU_BUSY_FALLBACK,
     GPU_BUSY_PREFERRED,
     PREFILL_SECONDS,
+    Family,
     NamedQuery,
+    gpu_busy_query,
     tick_queries,
 )
 from costoperator.state import ClusterState
@@ -741,8 +743,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     report = None
     # As the operator keeps it: the warm-up tick asks for the drift baseline, the timed ones
     # reuse it (a refresh is due every 5 minutes; `now` stands still here, so none is).
-    baseline_cache = BaselineCache()
-    gpu_source = GpuSource()  # the GPU-busy fallback: asked in the warm-up, then not needed
+    # The GPU-busy fallback: asked in the warm-up, then not needed (every GPU reports the
+    # preferred family). `--no-tick-memory`: neither kept, so every tick asks for the baseline
+    # and the fallback, as the tick did before BaselineCache and GpuSource.
+    memory = not args.no_tick_memory
+    baseline_cache = BaselineCache() if memory else None
+    gpu_source = GpuSource() if memory else None
     first_tick_s = 0.0
     for i in range(args.ticks + 1):
         client.reset()
@@ -793,6 +799,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return round(statistics.median(t[field] for t in ticks), digits)
 
     product: dict[str, Any] = {
+        "tick_memory": "BaselineCache and GpuSource kept between ticks"
+        if memory
+        else "none (--no-tick-memory): baseline and GPU fallback asked for in every tick",
         "queries_per_tick": max(queries),
         "queries_per_timed_tick": max(queries[1:]),
         "first_tick_s_with_baseline_query": round(first_tick_s, 4),
@@ -840,17 +849,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     # Each query alone, one after another: where Prometheus' share of the tick goes.
     serial: list[dict[str, Any]] = []
-    for q in tick_queries(
-        windows={p.window for p in policies},
-        baseline_windows={p.baseline_window for p in policies if p.baseline_window},
-    ):
+    windows = {p.window for p in policies}
+    with_fallback = [
+        NamedQuery(Family.GPU_BUSY, w, gpu_busy_query(w, fallback=True)) for w in sorted(windows)
+    ]
+    for q in [
+        *tick_queries(
+            windows=windows,
+            baseline_windows={p.baseline_window for p in policies if p.baseline_window},
+            gpu_fallback=False,
+        ),
+        *with_fallback,
+    ]:
         client.reset()
         started = time.perf_counter()
         prometheus_cpu_before = _cpu_seconds(args.prometheus_pid)
         client.query(q.promql)
         serial.append(
             {
-                "family": q.family.value,
+                "family": q.family.value + ("_with_fallback" if q in with_fallback else ""),
                 "seconds": round(time.perf_counter() - started, 4),
                 "prometheus_cpu_s": round(
                     _cpu_seconds(args.prometheus_pid) - prometheus_cpu_before, 3
@@ -865,12 +882,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     product["queries_one_at_a_time"] = serial
     baseline = next((q for q in serial if q["family"] == "baseline"), None)
     if baseline is not None:
-        every_s = baseline_cache.period_s(BASELINE_WINDOW)
+        every_s = (baseline_cache or BaselineCache()).period_s(BASELINE_WINDOW)
         product["baseline_refresh"] = {
             "query_s": baseline["seconds"],
             "prometheus_cpu_s": baseline["prometheus_cpu_s"],
             "every_s": every_s,
-            "in_the_background": True,
+            "in_the_background": memory,
             "prometheus_cpu_s_per_30s_tick_amortized": round(
                 (baseline["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
             ),
@@ -981,6 +998,8 @@ def run_scale(args: argparse.Namespace, policies: int, storage: str) -> dict[str
                 "--prometheus-pid": prom.pid or 0,
             }
             profile = args.profile or policies == max(args.scales)
+            flags = ["--profile"] if profile else []
+            flags += ["--no-tick-memory"] if args.no_tick_memory else []
             # Through a shell that forks: ru_maxrss survives execve, so a child exec'd straight
             # from this process would report this process's peak (the OpenMetrics text) as its own.
             child = subprocess.run(
@@ -993,7 +1012,7 @@ def run_scale(args: argparse.Namespace, policies: int, storage: str) -> dict[str
                     __file__,
                     "--measure",
                     *(str(part) for pair in options.items() for part in pair),
-                    *(["--profile"] if profile else []),
+                    *flags,
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -1083,6 +1102,12 @@ def main() -> int:
         default=True,
         help="backfill a day of the operator's own series, which the drift-baseline query "
         "reads (block storage only; at 1,000 policies 23 million samples, about a minute more)",
+    )
+    parser.add_argument(
+        "--no-tick-memory",
+        action="store_true",
+        help="keep no BaselineCache or GpuSource between ticks: every tick asks for the drift "
+        "baseline and the GPU-busy fallback (the tick before they were kept)",
     )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
