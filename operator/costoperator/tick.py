@@ -174,7 +174,7 @@ BaselineKey = tuple[str, str, str, str]
 #: A cached drift baseline is refreshed once it is older than this, or than 1% of its window.
 BASELINE_REFRESH_S = 300.0
 #: ...or than this while a workload with tokens has none (new: its series not scraped yet).
-BASELINE_LACKING_REFRESH_S = 60.0
+BASELINE_LACKING_REFRESH_S = 15.0
 
 
 class BaselineCache:
