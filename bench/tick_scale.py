@@ -5,9 +5,10 @@
         > bench/out/tick_scale.json
 
 Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
-(seven counters and the running-batch gauge, labelled `namespace`/`pod` as Kubernetes
-discovery adds them) and per GPU the DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and
-`DCGM_FI_DEV_GPU_UTIL` series that dcgm-exporter's profiling configuration reports (labelled
+(six counters, the request counter once per finish reason as vLLM v1 creates it, and the
+running-batch gauge, labelled `namespace`/`pod` as Kubernetes discovery adds them) and per
+GPU the DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and `DCGM_FI_DEV_GPU_UTIL` series that
+dcgm-exporter's profiling configuration reports (labelled
 `exported_namespace`/`exported_pod`, scraped from a dcgm-exporter pod), 20 minutes at 15 s
 steps; and a day of the operator's own series at 30 s, which the drift-baseline query reads
 (`--no-baseline-history` leaves it out). All of it is backfilled with promtool before the
@@ -271,8 +272,12 @@ def pod_series(pod: Pod, times: list[float]) -> Iterator[SeriesSpec]:
     req = _counter(rng, per_second * uptime, per_second, steps)
     prompt = [round(v * prompt_len) for v in req]
     hits = [round(v * hit_ratio) for v in prompt]
+    # vLLM v1 creates the request counter for every finish reason up front.
+    finished = [
+        (reason, [float(math.floor(v * share)) for v in req])
+        for reason, share in (("stop", 0.9), ("length", 0.09), ("abort", 0.01))
+    ]
     series: list[tuple[str, str, list[float]]] = [
-        ("vllm:request_success_total", "counter", [float(math.floor(v)) for v in req]),
         ("vllm:prompt_tokens_total", "counter", [float(v) for v in prompt]),
         ("vllm:prefix_cache_queries_total", "counter", [float(v) for v in prompt]),
         ("vllm:prefix_cache_hits_total", "counter", [float(v) for v in hits]),
@@ -302,9 +307,15 @@ def pod_series(pod: Pod, times: list[float]) -> Iterator[SeriesSpec]:
         "job": "vllm",
         "model_name": shape.served_model_name,
     }
+    for reason, values in finished:
+        yield (
+            "vllm:request_success_total",
+            "counter",
+            {**labels, "finished_reason": reason},
+            list(zip(times, values, strict=True)),
+        )
     for name, kind, values in series:
-        extra = {"finished_reason": "stop"} if name == "vllm:request_success_total" else {}
-        yield name, kind, {**labels, **extra}, list(zip(times, values, strict=True))
+        yield name, kind, labels, list(zip(times, values, strict=True))
     busy = min(0.98, 0.35 + 0.6 * per_second / (shape.requests_per_second * 1.4))
     exporter = f"nvidia-dcgm-exporter-{_hash(pod.node, 5)}"
     for gpu in pod.gpu_indices:
