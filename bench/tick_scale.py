@@ -760,13 +760,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     memory = not args.no_tick_memory
     baseline_cache = BaselineCache() if memory else None
     gpu_source = GpuSource() if memory else None
-    first_tick_s = 0.0
-    for i in range(args.ticks + 1):
-        client.reset()
-        gc_timer.reset()
-        cpu_before = _cpu_seconds()
-        prometheus_cpu_before = _cpu_seconds(args.prometheus_pid)
-        report = run_tick(
+
+    def tick() -> tick_module.TickReport:
+        return run_tick(
             client,
             policies,
             cluster,
@@ -776,15 +772,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             baselines=baseline_cache,
             gpu_source=gpu_source,
         )
+
+    first_tick_s = 0.0
+    for i in range(args.ticks + 1):
+        client.reset()
+        gc_timer.reset()
+        cpu_before = _cpu_seconds()
+        prometheus_cpu_before = _cpu_seconds(args.prometheus_pid)
+        report = tick()
         cpu = _cpu_seconds() - cpu_before
         prometheus_cpu = _cpu_seconds(args.prometheus_pid) - prometheus_cpu_before
         if report.errors:
             raise RuntimeError(f"tick errors: {report.errors[:3]}")
         previous = dict(report.figures)
         queries.append(report.queries)
-        if not i:
+        if not i:  # the first tick is the warm-up
             first_tick_s = report.seconds
-        if i:  # the first tick is the warm-up
+        else:
             ticks.append(
                 {
                     "tick": report.seconds,
@@ -845,16 +849,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile or median > GOAL_TICK_S:
         profile = cProfile.Profile()
         profile.enable()
-        run_tick(
-            client,
-            policies,
-            cluster,
-            prices,
-            previous,
-            now,
-            baselines=baseline_cache,
-            gpu_source=gpu_source,
-        )
+        tick()
         profile.disable()
         product["profile_one_tick_top_own_time"] = top_costs(profile)
 

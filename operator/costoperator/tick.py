@@ -152,24 +152,31 @@ def semantic_rows(
     return out
 
 
-def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[tuple[str, str, str, str], float]:
-    """(baseline window, namespace, policy, workload) → baseline $/1M."""
+BaselineKey = tuple[str, str, str, str]
+"""(baseline window, namespace, policy, workload)."""
+
+
+def baseline_rows(window: str, result: QueryResult) -> dict[BaselineKey, float]:
+    """One baseline answer: (window, namespace, policy, workload) → baseline $/1M."""
+    return {
+        (
+            window,
+            s.labels.get("namespace", ""),
+            s.labels.get("policy", ""),
+            s.labels.get("workload", ""),
+        ): s.value
+        for s in result.samples
+    }
+
+
+def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[BaselineKey, float]:
+    """Every baseline answer of a set of results (`baseline_rows`)."""
     out = {}
     for q, result in results.items():
         if q.family is Family.BASELINE and q.window:
-            for s in result.samples:
-                key = (
-                    q.window,
-                    s.labels.get("namespace", ""),
-                    s.labels.get("policy", ""),
-                    s.labels.get("workload", ""),
-                )
-                out[key] = s.value
+            out.update(baseline_rows(q.window, result))
     return out
 
-
-BaselineKey = tuple[str, str, str, str]
-"""(baseline window, namespace, policy, workload)."""
 
 #: A cached drift baseline is refreshed once it is older than this, or than 1% of its window.
 BASELINE_REFRESH_S = 300.0
@@ -218,15 +225,7 @@ class BaselineCache:
 
     def store(self, window: str, result: QueryResult, asked_at: float) -> None:
         """An answer replaces the window's baselines whole (workloads gone drop out)."""
-        values = {
-            (
-                window,
-                s.labels.get("namespace", ""),
-                s.labels.get("policy", ""),
-                s.labels.get("workload", ""),
-            ): s.value
-            for s in result.samples
-        }
+        values = baseline_rows(window, result)
         with self._lock:
             self._values[window] = values
             self._asked_at[window] = asked_at

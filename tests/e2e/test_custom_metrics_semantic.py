@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from harness.cluster import add_objects
 from harness.prometheus import PrometheusBinaries
 
 from costengine.pricing import seed_price_sheet
@@ -88,15 +89,8 @@ def tick(
     cluster.upsert_node(gpu_node("n1", gpus=8))
     pods = {}
     for workload in RATES:
-        for body in workload_objects(workload, NS, replicas=1, nodes=["n1"], gpus_per_pod=1):
-            kind = body["kind"]
-            if kind == "Pod":
-                cluster.upsert_pod(body)
-                pods[workload] = body["metadata"]["name"]
-            elif kind == "ReplicaSet":
-                cluster.upsert_replicaset(body)
-            else:
-                cluster.upsert_workload(kind, body)
+        objects = workload_objects(workload, NS, replicas=1, nodes=["n1"], gpus_per_pod=1)
+        (pods[workload],) = add_objects(cluster, objects)
     end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
     data_dir: Path = tmp_path_factory.mktemp("tsdb")
     backfill_openmetrics(_history(end, pods), data_dir, promtool=prometheus_bin.promtool)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from harness.cluster import add_objects
 from harness.prometheus import PrometheusBinaries
 
 from costengine.pricing import seed_price_sheet
@@ -94,15 +95,8 @@ def setup(
 ) -> Iterator[Setup]:
     cluster = ClusterState()
     cluster.upsert_node(gpu_node("n1", gpus=8))
-    pod = ""
-    for body in workload_objects(NAME, NS, replicas=1, nodes=["n1"], gpus_per_pod=1):
-        if body["kind"] == "Pod":
-            cluster.upsert_pod(body)
-            pod = body["metadata"]["name"]
-        elif body["kind"] == "ReplicaSet":
-            cluster.upsert_replicaset(body)
-        else:
-            cluster.upsert_workload(body["kind"], body)
+    objects = workload_objects(NAME, NS, replicas=1, nodes=["n1"], gpus_per_pod=1)
+    (pod,) = add_objects(cluster, objects)
     end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
     data_dir: Path = tmp_path_factory.mktemp("tsdb")
     backfill_openmetrics(_history(end, pod), data_dir, promtool=prometheus_bin.promtool)

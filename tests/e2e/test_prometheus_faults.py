@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.cluster import add_objects
 from harness.faultproxy import FaultProxy
 from harness.prometheus import PrometheusBinaries
 from prometheus_client import generate_latest
@@ -86,14 +87,7 @@ def _fleet() -> tuple[ClusterState, dict[str, list[str]]]:
         objects = workload_objects(
             name, NS, replicas=replicas, nodes=[node], gpus_per_pod=4, labels={"app": "llama70b"}
         )
-        for body in objects:
-            if body["kind"] == "Pod":
-                cluster.upsert_pod(body)
-                pods.setdefault(name, []).append(body["metadata"]["name"])
-            elif body["kind"] == "ReplicaSet":
-                cluster.upsert_replicaset(body)
-            else:
-                cluster.upsert_workload(body["kind"], body)
+        pods[name] = add_objects(cluster, objects)
     return cluster, pods
 
 

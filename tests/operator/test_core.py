@@ -609,11 +609,16 @@ def test_the_costliest_queries_are_asked_first(monkeypatch: pytest.MonkeyPatch) 
 
 
 class BaselineProm(FakeProm):
-    """FakeProm whose drift-baseline query answers `baseline` (None: fails) and can be held
-    until `release` is set."""
+    """FakeProm with one priced pod whose drift-baseline query answers `baseline` (None:
+    fails) and can be held until `release` is set."""
 
-    def __init__(self, by_keyword: dict[str, list[Sample]]) -> None:
-        super().__init__(by_keyword)
+    def __init__(self) -> None:
+        super().__init__(
+            {
+                '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+                "prompt_tokens_total|": [pod_sample(1000)],
+            }
+        )
         self.baseline: float | None = 2.0
         self.release = threading.Event()
         self.release.set()
@@ -633,32 +638,39 @@ def _baseline_calls(prom: FakeProm) -> int:
     return sum("llmcost_hourly_cost_usd" in q for q in prom.calls)
 
 
+BASELINE_KEY = ("inference", "llama70b", "llama70b")
+
+
+def _tick_with(
+    prom: FakeProm,
+    cluster: ClusterState,
+    cache: tick_module.BaselineCache,
+    now: float,
+    baseline_window: str = "24h",
+) -> tick_module.TickReport:
+    p = policy(baseline_window=baseline_window)
+    return run_tick(prom, [p], cluster, PRICES, {}, now, baselines=cache)  # type: ignore[arg-type]
+
+
 def test_drift_baseline_is_queried_once_then_refreshed_in_the_background(
     cluster: ClusterState,
 ) -> None:
-    prom = BaselineProm(
-        {
-            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
-            "prompt_tokens_total|": [pod_sample(1000)],
-        }
-    )
+    prom = BaselineProm()
     cache = tick_module.BaselineCache(refresh_s=300)
-    p = policy(baseline_window="24h")
-    key = ("inference", "llama70b", "llama70b")
 
     def tick(now: float) -> tick_module.TickReport:
-        return run_tick(prom, [p], cluster, PRICES, {}, now, baselines=cache)  # type: ignore[arg-type]
+        return _tick_with(prom, cluster, cache, now)
 
     first = tick(1000)  # nothing cached (a fresh start): asked inside the tick
     assert _baseline_calls(prom) == 1
     assert first.baseline_refreshes == 0
-    drift = first.figures[key].drift_ratio
-    assert drift == pytest.approx(first.figures[key].usd_per_million_tokens / 2.0)
+    drift = first.figures[BASELINE_KEY].drift_ratio
+    assert drift == pytest.approx(first.figures[BASELINE_KEY].usd_per_million_tokens / 2.0)
 
     second = tick(1000 + 299)  # younger than the refresh period: reused, not asked
     assert _baseline_calls(prom) == 1
     assert second.queries == first.queries - 1
-    assert second.figures[key].drift_ratio == drift
+    assert second.figures[BASELINE_KEY].drift_ratio == drift
 
     # Due: the refresh runs in the background; the tick does not wait for it.
     prom.release.clear()
@@ -666,12 +678,14 @@ def test_drift_baseline_is_queried_once_then_refreshed_in_the_background(
     third = tick(1000 + 300)
     assert third.baseline_refreshes == 1
     assert third.queries == second.queries
-    assert third.figures[key].drift_ratio == drift  # the old baseline until the answer lands
+    assert (
+        third.figures[BASELINE_KEY].drift_ratio == drift
+    )  # the old baseline until the answer lands
     assert tick(1000 + 330).baseline_refreshes == 0  # one refresh in flight per window
     prom.release.set()
     cache.wait(10)
     fourth = tick(1000 + 360)
-    assert fourth.figures[key].drift_ratio == pytest.approx(drift / 2)
+    assert fourth.figures[BASELINE_KEY].drift_ratio == pytest.approx(drift / 2)
     assert fourth.outcomes["success"] == fourth.queries + 1  # the refresh is counted
     assert _baseline_calls(prom) == 2
 
@@ -679,27 +693,20 @@ def test_drift_baseline_is_queried_once_then_refreshed_in_the_background(
 def test_a_failed_baseline_refresh_keeps_the_old_baseline(
     cluster: ClusterState, caplog: pytest.LogCaptureFixture
 ) -> None:
-    prom = BaselineProm(
-        {
-            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
-            "prompt_tokens_total|": [pod_sample(1000)],
-        }
-    )
+    prom = BaselineProm()
     cache = tick_module.BaselineCache(refresh_s=300)
-    p = policy(baseline_window="24h")
-    key = ("inference", "llama70b", "llama70b")
-    drift = run_tick(prom, [p], cluster, PRICES, {}, 0, baselines=cache).figures[key].drift_ratio  # type: ignore[arg-type]
+    drift = _tick_with(prom, cluster, cache, 0).figures[BASELINE_KEY].drift_ratio
     assert drift is not None
 
     prom.baseline = None  # Prometheus fails the refresh
-    assert run_tick(prom, [p], cluster, PRICES, {}, 400, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+    assert _tick_with(prom, cluster, cache, 400).baseline_refreshes == 1
     cache.wait(10)
     assert "drift baseline 24h not refreshed" in caplog.text
-    report = run_tick(prom, [p], cluster, PRICES, {}, 410, baselines=cache)  # type: ignore[arg-type]
-    assert report.figures[key].drift_ratio == drift  # kept
+    report = _tick_with(prom, cluster, cache, 410)
+    assert report.figures[BASELINE_KEY].drift_ratio == drift  # kept
     assert report.outcomes["error"] == 1
     assert not report.errors
-    assert not report.figures[key].stale
+    assert not report.figures[BASELINE_KEY].stale
     assert report.baseline_refreshes == 1  # and the refresh is tried again at once
 
 
@@ -709,15 +716,8 @@ def test_a_workload_with_tokens_and_no_baseline_is_looked_up_again_soon(
     """A new workload: Prometheus has not scraped its own series yet, so the first answer has
     no baseline for it. It is asked for again 15 s later, not five minutes later (a workload
     without tokens has no baseline to find and does not count)."""
-    prom = BaselineProm(
-        {
-            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
-            "prompt_tokens_total|": [pod_sample(1000)],
-        }
-    )
+    prom = BaselineProm()
     cache = tick_module.BaselineCache(refresh_s=300)
-    p = policy(baseline_window="24h")
-    key = ("inference", "llama70b", "llama70b")
     original = prom.query
 
     def empty_first(promql: str, at: float | None = None) -> QueryResult:
@@ -727,16 +727,16 @@ def test_a_workload_with_tokens_and_no_baseline_is_looked_up_again_soon(
         return result
 
     prom.query = empty_first  # type: ignore[method-assign]
-    first = run_tick(prom, [p], cluster, PRICES, {}, 0, baselines=cache)  # type: ignore[arg-type]
-    assert first.figures[key].drift_ratio is None
-    assert run_tick(prom, [p], cluster, PRICES, {}, 14, baselines=cache).baseline_refreshes == 0  # type: ignore[arg-type]
-    assert run_tick(prom, [p], cluster, PRICES, {}, 15, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+    first = _tick_with(prom, cluster, cache, 0)
+    assert first.figures[BASELINE_KEY].drift_ratio is None
+    assert _tick_with(prom, cluster, cache, 14).baseline_refreshes == 0
+    assert _tick_with(prom, cluster, cache, 15).baseline_refreshes == 1
     cache.wait(10)
-    found = run_tick(prom, [p], cluster, PRICES, {}, 45, baselines=cache)  # type: ignore[arg-type]
-    assert found.figures[key].drift_ratio is not None
+    found = _tick_with(prom, cluster, cache, 45)
+    assert found.figures[BASELINE_KEY].drift_ratio is not None
     # Found: back to the usual period.
-    assert run_tick(prom, [p], cluster, PRICES, {}, 150, baselines=cache).baseline_refreshes == 0  # type: ignore[arg-type]
-    assert run_tick(prom, [p], cluster, PRICES, {}, 315, baselines=cache).baseline_refreshes == 1  # type: ignore[arg-type]
+    assert _tick_with(prom, cluster, cache, 150).baseline_refreshes == 0
+    assert _tick_with(prom, cluster, cache, 315).baseline_refreshes == 1
 
 
 def test_a_short_baseline_window_is_refreshed_sooner() -> None:
@@ -746,16 +746,11 @@ def test_a_short_baseline_window_is_refreshed_sooner() -> None:
 
 
 def test_baselines_of_windows_no_policy_uses_are_forgotten(cluster: ClusterState) -> None:
-    prom = BaselineProm(
-        {
-            '"engine", "vllm"': [pod_sample(500, engine="vllm")],
-            "prompt_tokens_total|": [pod_sample(1000)],
-        }
-    )
+    prom = BaselineProm()
     cache = tick_module.BaselineCache()
-    run_tick(prom, [policy(baseline_window="24h")], cluster, PRICES, {}, 0, baselines=cache)  # type: ignore[arg-type]
+    _tick_with(prom, cluster, cache, 0, "24h")
     assert cache.values()
-    run_tick(prom, [policy(baseline_window="168h")], cluster, PRICES, {}, 1, baselines=cache)  # type: ignore[arg-type]
+    _tick_with(prom, cluster, cache, 1, "168h")
     assert {k[0] for k in cache.values()} == {"168h"}
     assert cache.missing(["24h"]) == {"24h"}
 
