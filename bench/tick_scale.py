@@ -5,7 +5,8 @@
         > bench/out/tick_scale.json
 
 Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
-(six counters, the request counter once per finish reason as vLLM v1 creates it, and the
+(six counters, the request counter once per finish reason as vLLM v1 creates it, the
+prompt-length histogram's `_count` that the operator reads requests from, and the
 running-batch gauge, labelled `namespace`/`pod` as Kubernetes discovery adds them) and per
 GPU the DCGM `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and `DCGM_FI_DEV_GPU_UTIL` series that
 dcgm-exporter's profiling configuration reports (labelled
@@ -289,6 +290,8 @@ def pod_series(pod: Pod, times: list[float]) -> Iterator[SeriesSpec]:
                 for v in _counter(rng, per_second * uptime, per_second, steps)
             ],
         ),
+        # One observation per finished request: the operator's vLLM request rate.
+        ("vllm:request_prompt_tokens_count", "unknown", [float(v) for v in req]),
         ("vllm:request_prefill_time_seconds_sum", "unknown", [v * prefill_s for v in req]),
         ("vllm:request_decode_time_seconds_sum", "unknown", [v * decode_s for v in req]),
     ]

@@ -55,7 +55,11 @@ ENGINE_PROFILES: dict[str, EngineProfile] = {
         "vllm:generation_tokens_total",
         "vllm:prefix_cache_hits_total",
         "vllm:prefix_cache_queries_total",
-        "vllm:request_success_total",
+        # Requests from the prompt-length histogram's count, not `vllm:request_success_total`:
+        # vLLM observes it once per finished request whatever the finish reason, where the
+        # success counter is one series per reason (stop, length, abort; v1 creates all three
+        # up front), so this reads a third of the series for the same count.
+        "vllm:request_prompt_tokens_count",
     ),
     "sglang": EngineProfile(
         "sglang",

@@ -43,7 +43,7 @@ RATES = {  # counter → (labels, increase per second)
         "vllm:prompt_tokens": 1000.0,
         "vllm:request_prompt_tokens_sum": 900.0,
         "vllm:generation_tokens": 250.0,
-        "vllm:request_success": 2.0,
+        "vllm:request_prompt_tokens_count": 2.0,
     },
 }
 GATEWAY = {  # model → (hits/s, tokens served/s)
@@ -69,7 +69,7 @@ def _history(end: int, pods: dict[str, str]) -> str:
         labels = {"namespace": NS, "pod": pods[workload]}
         for name, rate in counters.items():
             samples = [(t, rate * (t - times[-1] + 3600)) for t in times]
-            if name.endswith("_sum"):  # a histogram's _sum: written as it is named
+            if name.endswith(("_sum", "_count")):  # a histogram's: written as it is named
                 text += openmetrics_series(name, samples, labels=labels, metric_type="unknown")
             else:
                 text += openmetrics_series(name, samples, labels=labels, metric_type="counter")

@@ -42,7 +42,7 @@ STEP_S, STEPS = 15, 80
 PER_POD = {  # counter → increase per second, per pod
     "vllm:prompt_tokens": 1200.0,
     "vllm:generation_tokens": 300.0,
-    "vllm:request_success": 2.0,
+    "vllm:request_prompt_tokens_count": 2.0,
     "vllm:prefix_cache_hits": 400.0,
     "vllm:prefix_cache_queries": 1200.0,
 }
@@ -99,7 +99,9 @@ def _history(end: int, pods: dict[str, list[str]]) -> str:
             labels = {"namespace": NS, "pod": pod}
             for name, rate in PER_POD.items():
                 samples = [(t, rate * (t - times[-1] + 60)) for t in times]
-                text += openmetrics_series(name, samples, labels=labels, metric_type="counter")
+                # A histogram's _count is written as it is named.
+                kind = "unknown" if name.endswith("_count") else "counter"
+                text += openmetrics_series(name, samples, labels=labels, metric_type=kind)
             gpu = {"exported_namespace": NS, "exported_pod": pod, "pod": "dcgm-exporter-x"}
             for index in range(4):
                 text += openmetrics_series(

@@ -24,7 +24,7 @@ from costoperator.sim import (
     Traffic,
     replica_pods,
 )
-from costoperator.sim.pod import Engine
+from costoperator.sim.pod import Engine, one_two_five_buckets
 from costoperator.traces import Request, read_trace
 
 MOONCAKE = "mooncake_conversation.jsonl"
@@ -374,6 +374,7 @@ VLLM_FAMILIES = {
     "vllm:request_prefill_time_seconds": "histogram",
     "vllm:request_decode_time_seconds": "histogram",
     "vllm:request_success": "counter",
+    "vllm:request_prompt_tokens": "histogram",
 }
 SGLANG_FAMILIES = {
     "sglang:prompt_tokens": "counter",
@@ -404,7 +405,11 @@ def test_engines_expose_their_real_names_and_labels_without_pod_labels(
     names = {s.name for s in vllm.samples}
     for counter in ("prompt_tokens", "generation_tokens", "prefix_cache_queries"):
         assert f"vllm:{counter}_total" in names
-    for hist in ("request_prefill_time_seconds", "request_decode_time_seconds"):
+    for hist in (
+        "request_prefill_time_seconds",
+        "request_decode_time_seconds",
+        "request_prompt_tokens",
+    ):
         assert {f"vllm:{hist}_{s}" for s in ("sum", "count", "bucket")} <= names
 
     sglang = scrape(server.endpoint(sglang_pod.name).url)
@@ -430,11 +435,24 @@ def test_scraped_counters_equal_ground_truth_at_the_scrape_instant(
     assert got.values("vllm:prefix_cache_hits_total") == [truth.cached_prompt_tokens]
     assert got.values("vllm:request_decode_time_seconds_count") == [truth.finished_requests]
     assert got.values("vllm:request_success_total") == [truth.finished_requests]
+    # The operator's vLLM request rate: one observation per finished request, as in vLLM.
+    assert got.values("vllm:request_prompt_tokens_count") == [truth.finished_requests]
+    buckets = [s for s in got.samples if s.name == "vllm:request_prompt_tokens_bucket"]
+    bounds = [s.labels["le"] for s in buckets]
+    assert bounds == [repr(b) for b in one_two_five_buckets(131072)] + ["+Inf"]
+    assert buckets[-1].value == truth.finished_requests
+    (prompt_sum,) = got.values("vllm:request_prompt_tokens_sum")
+    assert 0 < prompt_sum <= truth.prompt_tokens  # finished requests' prompts only
     # Only the part after the wall clock started, through the clock mapping.
     window = server.truth("chat", start_wall, clock.now)
     assert window.start_s == 60.0
     assert window.end_s == 960.0
     assert 0 < window.generation_tokens < truth.generation_tokens
+
+
+def test_prompt_length_buckets_are_vllms_1_2_5_series() -> None:
+    assert one_two_five_buckets(100) == (1, 2, 5, 10, 20, 50, 100)  # vLLM's docstring example
+    assert one_two_five_buckets(4096)[-3:] == (500, 1000, 2000)  # 5000 > max_model_len
 
 
 def test_dcgm_series_per_gpu_attributed_to_pods(served: tuple[SimServer, FakeTime]) -> None:

@@ -61,6 +61,7 @@ HELP: dict[str, str] = {
     "vllm:request_prefill_time_seconds": "Histogram of time spent in PREFILL phase for request.",
     "vllm:request_decode_time_seconds": "Histogram of time spent in DECODE phase for request.",
     "vllm:request_success": "Count of successfully processed requests.",
+    "vllm:request_prompt_tokens": "Number of prefill tokens processed.",
     "sglang:num_requests": "The number of processed requests.",
     "sglang:prompt_tokens": "Number of prefill tokens processed.",
     "sglang:generation_tokens": "Number of generation tokens processed.",
@@ -112,6 +113,7 @@ def vllm_families(stats: PodStats, created_unix_s: float | None = None) -> list[
     f.counter("vllm:generation_tokens", stats.generation_tokens)
     f.histogram("vllm:request_prefill_time_seconds", stats.prefill_time)
     f.histogram("vllm:request_decode_time_seconds", stats.decode_time)
+    f.histogram("vllm:request_prompt_tokens", stats.prompt_tokens_request)
     # Every finished request records one decode-time observation; the simulator's requests all
     # end by reaching their output length, vLLM's finished_reason "length".
     f.counter("vllm:request_success", stats.decode_time.count, {"finished_reason": "length"})

@@ -50,6 +50,20 @@ REQUEST_LATENCY_BUCKETS_S: tuple[float, ...] = (
     40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 
+
+def one_two_five_buckets(max_value: int) -> tuple[float, ...]:
+    """vLLM's `build_1_2_5_buckets` (vllm/v1/metrics/loggers.py): 1, 2, 5, 10, 20, 50, … up to
+    `max_value`, the bounds of `vllm:request_prompt_tokens` (`max_value` = max_model_len)."""
+    out: list[float] = []
+    scale = 1
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * scale > max_value:
+                return tuple(out)
+            out.append(float(mantissa * scale))
+        scale *= 10
+
+
 #: Context at which the decode step's slope in context is read off (any positive value works:
 #: the step time is affine in context).
 _SLOPE_CONTEXT_TOKENS = 4096.0
@@ -153,6 +167,9 @@ class PodStats:
     waiting: int
     prefill_time: HistogramSnapshot
     decode_time: HistogramSnapshot
+    prompt_tokens_request: HistogramSnapshot
+    """`vllm:request_prompt_tokens`: each finished request's prompt length (tokens, not
+    seconds, in the snapshot's `bounds_s`/`sum_s`)."""
 
 
 @dataclass(slots=True)
@@ -210,6 +227,7 @@ class _Epoch:
     started_s: float = 0.0
     hist_prefill: _Histogram = field(default_factory=lambda: _Histogram(REQUEST_LATENCY_BUCKETS_S))
     hist_decode: _Histogram = field(default_factory=lambda: _Histogram(REQUEST_LATENCY_BUCKETS_S))
+    hist_prompt: _Histogram = field(default_factory=lambda: _Histogram(()))
 
 
 class SimPod:
@@ -224,6 +242,7 @@ class SimPod:
         dep = spec.deployment
         self._dep = dep
         self._max_context = dep.model.max_context
+        self._prompt_buckets = one_two_five_buckets(self._max_context)
         kv_tokens = dep.free_kv_bytes_per_gpu() / dep.kv_bytes_per_token_per_gpu
         #: Tokens the KV cache holds (the prefix cache's capacity, in 512-token blocks).
         self.kv_cache_tokens = int(kv_tokens)
@@ -244,7 +263,7 @@ class SimPod:
         self._reserved = 0  # final context of admitted sequences (prefilling and running)
         # Accounting.
         self._totals = _Totals()
-        self._epoch = _Epoch()
+        self._epoch = _Epoch(hist_prompt=_Histogram(self._prompt_buckets))
         self._aborted = 0
         self._timeline = Timeline()
         self._arrivals = ArrivalLog()
@@ -390,6 +409,7 @@ class SimPod:
             finished_generation=t.finished_generation,
             finished_cached=t.finished_cached,
             started_s=self._now,
+            hist_prompt=_Histogram(self._prompt_buckets),
         )
         self._record(self._now)
 
@@ -420,6 +440,7 @@ class SimPod:
             waiting=self.waiting,
             prefill_time=b.hist_prefill.snapshot(),
             decode_time=b.hist_decode.snapshot(),
+            prompt_tokens_request=b.hist_prompt.snapshot(),
         )
 
     def truth(self, start_s: float, end_s: float) -> Truth:
@@ -615,3 +636,4 @@ class SimPod:
             tot.finished_cached += seq.cached
             epoch.hist_prefill.observe(seq.prefill_s)
             epoch.hist_decode.observe(self._clock - seq.first_token_s)
+            epoch.hist_prompt.observe(seq.prompt)
