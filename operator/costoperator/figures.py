@@ -9,7 +9,8 @@ produced, and the workload is marked stale.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -189,22 +190,31 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return sum(present) if present else None
 
 
-def workload_figures(
-    policy: PolicyView,
-    workload: str,
-    pods: Iterable[PodInfo],
-    nodes: Mapping[str, NodeInfo],
-    rates: Mapping[PodKey, PodRates],
-    prices: PriceSheet,
-    baseline_usd_per_million: float | None,
-    now: float,
-) -> WorkloadFigures:
+@dataclass(frozen=True, slots=True)
+class WorkloadCapacity:
+    """What a workload runs on and what it costs per hour: everything of its figures that
+    comes from the cluster picture and the price sheet, none of it from Prometheus. A tick
+    builds these while its queries are in flight (`tick.run_queries`' `meanwhile`)."""
+
+    live: tuple[PodInfo, ...]
+    hourly: Mapping[CapacityType, float]
+    gpus: Mapping[CapacityType, float]
+    replicas: Mapping[CapacityType, int]
+    gpu_names: frozenset[str]
+    problems: tuple[str, ...]
+
+
+def workload_capacity(
+    policy: PolicyView, pods: Iterable[PodInfo], nodes: Mapping[str, NodeInfo], prices: PriceSheet
+) -> WorkloadCapacity:
+    """Scheduled, unfinished pods; per capacity type their replicas, GPUs and hourly cost
+    (allocated GPUs × the GPU's price for that capacity type); what could not be priced."""
     problems: list[str] = []
     hourly: dict[CapacityType, float] = defaultdict(float)
     gpus: dict[CapacityType, float] = defaultdict(float)
     replicas: dict[CapacityType, int] = defaultdict(int)
     gpu_names: set[str] = set()
-    live = [p for p in pods if p.node and p.phase not in ("Succeeded", "Failed")]
+    live = tuple(p for p in pods if p.node and p.phase not in ("Succeeded", "Failed"))
     for pod in live:
         assert pod.node is not None
         node = nodes.get(pod.node)
@@ -223,7 +233,37 @@ def workload_figures(
             hourly[capacity] += pod.gpus * prices.usd_per_gpu_hour(gpu, capacity)
         except CostEngineError as exc:
             problems.append(f"pod {pod.name}: no price: {exc}")
+    return WorkloadCapacity(
+        live, dict(hourly), dict(gpus), dict(replicas), frozenset(gpu_names), tuple(problems)
+    )
 
+
+def workload_figures(
+    policy: PolicyView,
+    workload: str,
+    pods: Iterable[PodInfo],
+    nodes: Mapping[str, NodeInfo],
+    rates: Mapping[PodKey, PodRates],
+    prices: PriceSheet,
+    baseline_usd_per_million: float | None,
+    now: float,
+) -> WorkloadFigures:
+    """A workload's figures from its pods, the nodes they run on, prices and pod rates."""
+    capacity = workload_capacity(policy, pods, nodes, prices)
+    return priced_figures(policy, workload, capacity, rates, baseline_usd_per_million, now)
+
+
+def priced_figures(
+    policy: PolicyView,
+    workload: str,
+    capacity: WorkloadCapacity,
+    rates: Mapping[PodKey, PodRates],
+    baseline_usd_per_million: float | None,
+    now: float,
+) -> WorkloadFigures:
+    """`workload_figures` on a `WorkloadCapacity` built already."""
+    live, hourly, gpus = capacity.live, capacity.hourly, capacity.gpus
+    gpu_names = capacity.gpu_names
     pod_rates = [rates[(p.namespace, p.name)] for p in live if (p.namespace, p.name) in rates]
     if policy.metrics is not None:
         pod_rates = [r.overridden(policy.metrics) for r in pod_rates]
@@ -246,12 +286,12 @@ def workload_figures(
         "engine": engine,
         "hourly_cost_usd": dict(hourly),
         "gpus": dict(gpus),
-        "replicas": dict(replicas),
+        "replicas": dict(capacity.replicas),
         "input_tokens_per_second": in_tps,
         "output_tokens_per_second": out_tps,
         "requests_per_second": _sum(r.requests_per_second for r in pod_rates),
         "stale": in_tps is None or out_tps is None,
-        "problems": tuple(problems),
+        "problems": capacity.problems,
         "updated_at": now,
     }
     total_gpus = sum(gpus.values())
@@ -291,7 +331,7 @@ def workload_figures(
 
 
 def _serving(
-    policy: PolicyView, gpu_names: set[str], gpus_per_pod: float, shape: tuple[int, int]
+    policy: PolicyView, gpu_names: AbstractSet[str], gpus_per_pod: float, shape: tuple[int, int]
 ) -> BatchRun | None:
     """The throughput model's serving figures for one pod of this shape, if it can say."""
     if not policy.model or len(gpu_names) != 1 or gpus_per_pod < 1 or gpus_per_pod % 1:
@@ -324,8 +364,8 @@ def _request_shape(
 def _prefill_share(
     policy: PolicyView,
     pod_rates: list[PodRates],
-    live: list[PodInfo],
-    gpu_names: set[str],
+    live: Sequence[PodInfo],
+    gpu_names: AbstractSet[str],
     in_tps: float,
     out_tps: float,
 ) -> float | None:
@@ -386,8 +426,8 @@ def _split(
 def _capacity(
     usd_per_hour: float,
     policy: PolicyView,
-    live: list[PodInfo],
-    gpu_names: set[str],
+    live: Sequence[PodInfo],
+    gpu_names: AbstractSet[str],
     pod_rates: list[PodRates],
     in_tps: float,
     out_tps: float,

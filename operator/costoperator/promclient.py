@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 import requests
 from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
@@ -174,7 +176,10 @@ class PromClient:
         params: dict[str, str] = {"query": promql, "timeout": f"{self.read_timeout_s:g}s"}
         if at is not None:
             params["time"] = f"{at:.3f}"
-        body = self._post("/api/v1/query", params)
+        response = self._send("/api/v1/query", params)
+        if response.status_code == 200 and (fast := _fast_vector(response.content)) is not None:
+            return fast
+        body = self._body(response)
         data = body.get("data") or {}
         if data.get("resultType") != "vector":
             raise PromInvalidResultError(f"expected a vector, got {data.get('resultType')!r}")
@@ -215,6 +220,9 @@ class PromClient:
         return series
 
     def _post(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._body(self._send(path, params))
+
+    def _send(self, path: str, params: Mapping[str, str]) -> requests.Response:
         try:
             response = self._session.post(
                 self.url + path,
@@ -228,6 +236,10 @@ class PromClient:
             ) from None
         if response.status_code >= 500:
             raise PromUnavailableError(f"Prometheus at {self.url} answered {response.status_code}")
+        return response
+
+    @staticmethod
+    def _body(response: requests.Response) -> dict[str, Any]:
         try:
             body: dict[str, Any] = response.json()
         except ValueError:
@@ -242,19 +254,84 @@ class PromClient:
         return body
 
 
+class _Row(msgspec.Struct, kw_only=True):
+    metric: dict[str, str] = {}
+    value: tuple[float, float]
+
+
+class _Vector(msgspec.Struct):
+    resultType: str  # noqa: N815 (Prometheus' name)
+    result: list[_Row]
+
+
+class _Answer(msgspec.Struct):
+    status: str
+    data: _Vector
+    warnings: list[str] = []
+
+
+# Lax: Prometheus writes sample values as JSON strings ("1.5"), which become floats here.
+_decode_answer = msgspec.json.Decoder(_Answer, strict=False)
+
+
+def _fast_vector(content: bytes) -> QueryResult | None:
+    """A successful instant-vector answer decoded straight into rows by msgspec (C), when every
+    row is regular: labels an object of strings, a finite numeric value, no label set twice.
+    That is nearly every answer, and it costs a fifth of `json` decoding plus `parse_vector`
+    (bench/tick_scale.py: ~0.03 s against ~0.17 s for a tick's 80,000 rows). None for anything
+    else, which then takes the checked path (`PromClient._body`, `parse_vector`)."""
+    try:
+        answer = _decode_answer.decode(content)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if answer.status != "success" or answer.data.resultType != "vector":
+        return None
+    rows = answer.data.result
+    labels = list(map(_row_metric, rows))
+    values = list(map(_second, map(_row_value, rows)))
+    if not all(map(math.isfinite, values)) or len(set(map(tuple, map(dict.values, labels)))) != len(
+        labels
+    ):
+        return None
+    return QueryResult(
+        samples=tuple(map(_new_sample, zip(labels, values, strict=True))),
+        warnings=tuple(answer.warnings),
+    )
+
+
+_row_metric = operator.attrgetter("metric")
+_row_value = operator.attrgetter("value")
+
+
 def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tuple[str, ...]]:
     """Samples of an instant vector, and what was rejected: NaN, ±Inf and non-numeric values,
     and every series of a label set that appears more than once (RELIABILITY 2). One bad pod
     does not blank the others.
 
-    A tick parses about 80,000 rows at 10,000 pods: the decoded label dicts are kept as they
-    are (JSON label names and values are strings already), rows become `Sample`s through
-    `tuple.__new__` (a C call; the NamedTuple constructor is Python code), and duplicates are
-    looked for once over all rows (Prometheus never sends them; a broken proxy might)."""
+    A tick parses about 80,000 rows at 10,000 pods, nearly always all valid, so the common case
+    runs in C-level `map`s: the decoded label dicts are kept as they are (JSON label names and
+    values are strings already), rows become `Sample`s through `tuple.__new__`, and duplicates
+    are looked for once over all rows: rows whose label values all differ are distinct series
+    (Prometheus writes a series' labels in one sorted order), and only a repeat sends the rows
+    to the exact check by label items. Anything irregular is parsed again row by row
+    (`_parse_rows`)."""
+    try:
+        labels = list(map(_metric, result))
+        values = list(map(float, map(_second, map(_value, result))))
+        distinct = len(set(map(tuple, map(dict.values, labels))))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return _parse_rows(result)
+    if distinct != len(labels) or not all(map(math.isfinite, values)):
+        return _parse_rows(result)
+    return tuple(map(_new_sample, zip(labels, values, strict=True))), ()
+
+
+def _parse_rows(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tuple[str, ...]]:
+    """`parse_vector` row by row, keeping what is valid and saying what is not."""
     rows: list[tuple[Mapping[str, str], float]] = []
     rejected: list[str] = []
     for item in result:
-        labels = item.get("metric") or {}
+        labels = item.get("metric") or {} if isinstance(item, dict) else {}
         try:
             raw = item["value"][1]
             value = float(raw)
@@ -264,8 +341,10 @@ def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tupl
         if not math.isfinite(value):
             rejected.append(f"{raw} for {labels}")
             continue
+        if not isinstance(labels, dict):
+            rejected.append(f"labels that are not an object: {labels!r}"[:300])
+            continue
         rows.append((labels, value))
-    # Prometheus writes each series' labels in one (sorted) order, so the items tuple is a key.
     keys = [tuple(labels.items()) for labels, _ in rows]
     if len(set(keys)) != len(keys):
         count: dict[tuple[tuple[str, str], ...], int] = {}
@@ -276,4 +355,7 @@ def parse_vector(result: list[dict[str, Any]]) -> tuple[tuple[Sample, ...], tupl
     return tuple(map(_new_sample, rows)), tuple(rejected)
 
 
+_metric = operator.itemgetter("metric")
+_value = operator.itemgetter("value")
+_second = operator.itemgetter(1)
 _new_sample = functools.partial(tuple.__new__, Sample)

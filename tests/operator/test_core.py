@@ -201,6 +201,39 @@ def test_invalid_samples_are_dropped_one_by_one() -> None:
     assert "2 series for {'pod': 'e'}" in rejected  # both rows of the duplicated label set
 
 
+def test_valid_vectors_parse_whole_and_label_value_repeats_are_not_duplicates() -> None:
+    rows = [{"metric": {"namespace": "ns", "pod": f"p{i}"}, "value": [0, str(i)]} for i in range(5)]
+    samples, rejected = parse_vector(rows)
+    assert rejected == ()
+    assert [s.value for s in samples] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert samples[3].labels == {"namespace": "ns", "pod": "p3"}
+    # Same label values under different names: two series, both kept.
+    samples, rejected = parse_vector(
+        [
+            {"metric": {"phase": "x"}, "value": [0, "1"]},
+            {"metric": {"engine": "x"}, "value": [0, "2"]},
+        ]
+    )
+    assert rejected == ()
+    assert [dict(s.labels) for s in samples] == [{"phase": "x"}, {"engine": "x"}]
+
+
+def test_malformed_rows_are_rejected_and_the_rest_kept() -> None:
+    samples, rejected = parse_vector(
+        [
+            {"metric": {"pod": "a"}, "value": [0, "1"]},
+            {"metric": {"pod": "c"}},
+            {"metric": {"pod": "d"}, "value": []},
+            {"metric": None, "value": [0, "4"]},  # no labels: the empty label set
+            {"metric": ["pod", "e"], "value": [0, "5"]},
+        ]
+    )
+    assert [dict(s.labels) for s in samples] == [{"pod": "a"}, {}]
+    assert [s.value for s in samples] == [1.0, 4.0]
+    assert len(rejected) == 3
+    assert any("not an object" in r for r in rejected)
+
+
 def test_query_count_does_not_grow_with_policies() -> None:
     one = tick_queries(windows={"5m"}, baseline_windows={"24h"})
     many = tick_queries(windows={"5m"} | {"5m" for _ in range(1000)}, baseline_windows={"24h"})
@@ -589,6 +622,30 @@ def test_answers_are_folded_in_while_others_are_in_flight() -> None:
     assert errors == ["requests: down"]
     assert outcomes == {"success": len(results) - 1, "error": 1}
     assert list(got) == [q for q in results if q.family is not Family.REQUESTS]  # query order
+
+
+def test_work_meanwhile_runs_in_the_calling_thread_while_queries_are_in_flight() -> None:
+    """The tick builds its workloads' capacity (cluster and prices only) while Prometheus is
+    evaluating: `meanwhile` runs once, in the calling thread, with queries still in flight."""
+    results = _tick_results()
+    prom = ScriptedProm({q: r for q, r in results.items() if q.family is not Family.REQUESTS})
+    caller = threading.get_ident()
+    ran: list[int] = []
+
+    def meanwhile() -> None:
+        assert threading.get_ident() == caller
+        assert not prom.folded_one.is_set()  # the phase query is still held by Prometheus
+        ran.append(len(prom.order))
+        prom.folded_one.set()
+
+    got, _, errors = run_queries(
+        prom,  # type: ignore[arg-type]
+        [prom.by_promql[p][0] for p in prom.by_promql],
+        meanwhile=meanwhile,
+    )
+    assert len(ran) == 1
+    assert errors == []
+    assert len(got) == len(prom.by_promql)
 
 
 def test_the_costliest_queries_are_asked_first(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,8 @@ from costoperator.promclient import (
     PromInvalidResultError,
     PromQueryError,
     PromUnavailableError,
+    _fast_vector,
+    parse_vector,
 )
 
 CANARY = "canary-token-7f3a9c"
@@ -143,3 +145,48 @@ def test_answers_are_uncompressed_unless_gzip_is_asked_for(server: str) -> None:
     assert "gzip" in Recorder.seen[-1]["Accept-Encoding"]
     assert plain == compressed
     assert plain.samples[0].value == 2.5
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param([{"metric": {"pod": f"p{i}"}, "value": [0, f"{i}.5"]} for i in range(50)]),
+        pytest.param([{"metric": {"pod": "a"}, "value": [0, "NaN"]}], id="nan"),
+        pytest.param([{"metric": {"pod": "a"}, "value": [0, "+Inf"]}], id="inf"),
+        pytest.param([{"metric": {"pod": "a"}, "value": [0, " 1"]}], id="float-with-space"),
+        pytest.param([{"metric": {"pod": "a"}}, {"value": [0, "1"]}], id="missing-fields"),
+        pytest.param([{"metric": {"pod": "a"}, "value": [0, "1"]}] * 2, id="duplicate"),
+        pytest.param(
+            [{"metric": {"a": "x"}, "value": [0, "1"]}, {"metric": {"b": "x"}, "value": [0, "2"]}],
+            id="same-values-other-names",
+        ),
+        pytest.param([{"metric": {"pod": 7}, "value": [0, "1"]}], id="non-string-label"),
+        pytest.param([{"metric": {"pod": "a"}, "histogram": [0, {}]}], id="native-histogram"),
+    ],
+)
+def test_every_answer_parses_as_the_checked_path_does(
+    server: str, rows: list[dict[str, Any]]
+) -> None:
+    """Regular answers are decoded by msgspec straight into samples; anything else goes
+    through `json` and `parse_vector`. Either way the result is the checked path's."""
+    body = {"status": "success", "data": {"resultType": "vector", "result": rows}}
+    Recorder.replies = [(200, body)]
+    got = PromClient(server).query("up")
+    samples, rejected = parse_vector(rows)
+    assert got.samples == samples
+    assert got.rejected == rejected
+
+
+def test_regular_answers_take_the_msgspec_path_and_irregular_ones_do_not() -> None:
+    regular = {"status": "success", "data": {"resultType": "vector", "result": VECTOR_ROWS}}
+    assert _fast_vector(json.dumps(regular).encode()) is not None
+    nan = [{"metric": {"pod": "a"}, "value": [0, "NaN"]}]
+    for body in (
+        {"status": "success", "data": {"resultType": "vector", "result": nan}},
+        {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}},
+        {"status": "error", "errorType": "bad_data", "error": "x"},
+    ):
+        assert _fast_vector(json.dumps(body).encode()) is None
+
+
+VECTOR_ROWS = [{"metric": {"namespace": "a", "pod": f"p{i}"}, "value": [0, "1"]} for i in range(9)]
