@@ -107,9 +107,13 @@ def test_cost_per_million_matches_ground_truth(
     scrapes bring the simulator up to their instant), not over the window's nominal minute,
     where a whole prompt landing in a second the scrapes did not see is a percent or more."""
     time.sleep(max(0.0, stack.started_at + STEADY_AFTER_S - time.time()))
-    # Read a figure and the time of the tick that produced it.
-    value = figure(stack, "llmcost_cost_per_million_tokens_usd", workload, token_type="all")
-    at = figure(stack, "llmcost_last_update_timestamp_seconds", workload)
+    # Read a figure and the time of the tick that produced it, from one scrape: two scrapes can
+    # straddle a tick and pair one tick's figure with the next tick's time, a window 5 s off.
+    samples = stack.operator_samples()
+    value = _pick(
+        samples, "llmcost_cost_per_million_tokens_usd", workload=workload, token_type="all"
+    )
+    at = _pick(samples, "llmcost_last_update_timestamp_seconds", workload=workload)
     assert value is not None
     assert at is not None
     first, last = sampled_span(stack, workload, at)
@@ -117,6 +121,15 @@ def test_cost_per_million_matches_ground_truth(
     gpus, usd_per_gpu_hour = PRICES[workload]
     expected = gpus * usd_per_gpu_hour / 3600 / (truth.tokens / (last - first)) * 1e6
     assert value == pytest.approx(expected, rel=tolerance)
+
+
+def _pick(
+    samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str
+) -> float | None:
+    for sample_name, sample_labels, value in samples:
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
+            return value
+    return None
 
 
 def sampled_span(stack: Stack, workload: str, at: float) -> tuple[float, float]:
