@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -402,13 +402,20 @@ class Stack:
         ]
 
     def operator_value(self, name: str, **labels: str) -> float | None:
-        for sample_name, sample_labels, value in self.operator_samples():
-            if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
-                return value
-        return None
+        return sample_value(self.operator_samples(), name, **labels)
 
     def operator_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def sample_value(
+    samples: Iterable[tuple[str, Mapping[str, str], float]], name: str, **labels: str
+) -> float | None:
+    """The first sample of `name` whose labels include `labels` (one scrape's samples)."""
+    for sample_name, sample_labels, value in samples:
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
+            return value
+    return None
 
 
 def default_stack(traces_dir: Path, window: str = "1m", interval: str = "10s", **kw: Any) -> Stack:

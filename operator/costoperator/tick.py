@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import logging
 import threading
 import time
@@ -533,16 +532,18 @@ def _run_tick(
     )
     fold = RateFold()
     # The cluster side of every workload's figures, built while Prometheus evaluates.
-    workloads: list[tuple[PolicyView, str, WorkloadCapacity]] = []
+    workloads: list[tuple[PolicyView, list[tuple[str, WorkloadCapacity]]]] = []
 
     def capacities() -> None:
         pods = cluster.pods_by_workload()
         nodes = cluster.nodes()
         for policy in policies:
             sheet = policy.prices or prices
+            of_policy = []
             for w in cluster.workloads_of(policy):
-                mine = pods.get((w.namespace, w.kind, w.name), [])
-                workloads.append((policy, w.name, workload_capacity(policy, mine, nodes, sheet)))
+                its_pods = pods.get((w.namespace, w.kind, w.name), [])
+                of_policy.append((w.name, workload_capacity(policy, its_pods, nodes, sheet)))
+            workloads.append((policy, of_policy))
 
     results, outcomes, errors = run_queries(client, queries, fold.add, capacities)
     partial = any(r.partial for r in results.values())
@@ -561,12 +562,10 @@ def _run_tick(
     figures: dict[SnapshotKey, WorkloadFigures] = {}
     lacking: set[str] = set()
     stale = bool(partial or errors)
-    for _, group in itertools.groupby(workloads, key=lambda item: id(item[0])):
-        items = list(group)
-        policy = items[0][0]
+    for policy, of_policy in workloads:
         window_rates = rates.get(policy.window, {})
         mine: dict[SnapshotKey, WorkloadFigures] = {}
-        for _, name, capacity in items:
+        for name, capacity in of_policy:
             key = (policy.namespace, policy.name, name)
             baseline = (
                 base.get((policy.baseline_window, policy.namespace, policy.name, name))

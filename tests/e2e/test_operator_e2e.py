@@ -18,7 +18,7 @@ import kmock
 import pytest
 
 from costoperator.promserver import TargetGroup
-from costoperator.stack import Stack, default_stack, wait_for
+from costoperator.stack import Stack, default_stack, sample_value, wait_for
 
 #: Warm-up: the fleet starts empty; queues and batches settle within about two minutes.
 STEADY_AFTER_S = 150.0
@@ -110,10 +110,10 @@ def test_cost_per_million_matches_ground_truth(
     # Read a figure and the time of the tick that produced it, from one scrape: two scrapes can
     # straddle a tick and pair one tick's figure with the next tick's time, a window 5 s off.
     samples = stack.operator_samples()
-    value = _pick(
+    value = sample_value(
         samples, "llmcost_cost_per_million_tokens_usd", workload=workload, token_type="all"
     )
-    at = _pick(samples, "llmcost_last_update_timestamp_seconds", workload=workload)
+    at = sample_value(samples, "llmcost_last_update_timestamp_seconds", workload=workload)
     assert value is not None
     assert at is not None
     first, last = sampled_span(stack, workload, at)
@@ -121,15 +121,6 @@ def test_cost_per_million_matches_ground_truth(
     gpus, usd_per_gpu_hour = PRICES[workload]
     expected = gpus * usd_per_gpu_hour / 3600 / (truth.tokens / (last - first)) * 1e6
     assert value == pytest.approx(expected, rel=tolerance)
-
-
-def _pick(
-    samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str
-) -> float | None:
-    for sample_name, sample_labels, value in samples:
-        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
-            return value
-    return None
 
 
 def sampled_span(stack: Stack, workload: str, at: float) -> tuple[float, float]:
