@@ -529,9 +529,9 @@ def cluster_state(fleet: Fleet) -> ClusterState:
 
 @dataclass
 class FixedTimeClient(PromClient):
-    """Evaluates every query at `at` (run_tick passes no time) and accounts for it: time in
-    `query` (all of it), time in the HTTP request (Prometheus' evaluation, JSON encoding and
-    transfer), response bytes and samples kept."""
+    """Evaluates every query at `at` (the history's end, whatever time it is asked for) and
+    accounts for it: time in `query` (all of it), time in the HTTP request (Prometheus'
+    evaluation, JSON encoding and transfer), response bytes and samples kept."""
 
     at: float = 0.0
     query_seconds: float = 0.0
@@ -561,7 +561,7 @@ class FixedTimeClient(PromClient):
     def query(self, promql: str, at: float | None = None) -> QueryResult:
         started = time.perf_counter()
         try:
-            result = super().query(promql, self.at if at is None else at)
+            result = super().query(promql, self.at)
         finally:
             self.query_seconds += time.perf_counter() - started
         self.samples += len(result.samples)

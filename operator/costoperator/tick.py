@@ -276,7 +276,7 @@ class BaselineCache:
     def _refresh(self, client: PromClient, window: str, asked_at: float) -> None:
         outcome = "error"
         try:
-            result = client.query(baseline_query(window))
+            result = client.query(baseline_query(window), asked_at)
         except PromError as exc:
             log.warning("drift baseline %s not refreshed (kept; tried again): %s", window, exc)
         except Exception:  # the thread must not die silently
@@ -380,15 +380,17 @@ def run_queries(
     queries: Iterable[NamedQuery],
     on_result: Callable[[NamedQuery, QueryResult], None] | None = None,
     meanwhile: Callable[[], None] | None = None,
+    at: float | None = None,
 ) -> tuple[dict[NamedQuery, QueryResult], Counter[str], list[str]]:
-    """Every query, `QUERY_WORKERS` at a time. `meanwhile` runs in the calling thread once
-    they are sent (Prometheus is evaluating the first ones, the thread would only wait);
-    `on_result` sees each answer in the calling thread as soon as it arrives (the others still
-    in flight); errors come back in query order."""
+    """Every query, `QUERY_WORKERS` at a time, all evaluated at `at` (None: when each
+    arrives). `meanwhile` runs in the calling thread once they are sent (Prometheus is
+    evaluating the first ones, the thread would only wait); `on_result` sees each answer in the
+    calling thread as soon as it arrives (the others still in flight); errors come back in
+    query order."""
 
     def one(q: NamedQuery) -> QueryResult | PromError:
         try:
-            return client.query(q.promql)
+            return client.query(q.promql, at)
         except PromError as exc:
             return exc
 
@@ -545,7 +547,9 @@ def _run_tick(
                 of_policy.append((w.name, workload_capacity(policy, its_pods, nodes, sheet)))
             workloads.append((policy, of_policy))
 
-    results, outcomes, errors = run_queries(client, queries, fold.add, capacities)
+    # Every query at the tick's own time: the figures are of one instant (a scrape landing
+    # while the queries are in flight is in none or all of them), and that instant is `now`.
+    results, outcomes, errors = run_queries(client, queries, fold.add, capacities, at=now)
     partial = any(r.partial for r in results.values())
     for q, result in results.items():
         if q.family is Family.BASELINE and q.window:

@@ -54,12 +54,13 @@ GATEWAY = {  # model → (hits/s, tokens served/s)
 
 @dataclass
 class AtClient(PromClient):
-    """Evaluates every query at the backfilled history's last sample."""
+    """Evaluates every query at the backfilled history's last sample, whatever time the tick asks
+    for."""
 
     at: float = 0.0
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
-        return super().query(promql, self.at if at is None else at)
+        return super().query(promql, self.at)
 
 
 def _history(end: int, pods: dict[str, str]) -> str:

@@ -64,7 +64,7 @@ class AtClient(PromClient):
     at: float = 0.0
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
-        return super().query(promql, self.at if at is None else at)
+        return super().query(promql, self.at)
 
 
 @dataclass

@@ -477,9 +477,11 @@ class FakeProm:
         self.by_keyword = by_keyword
         self.warnings = warnings
         self.calls: list[str] = []
+        self.times: list[float | None] = []
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
         self.calls.append(promql)
+        self.times.append(at)
         for keyword, samples in self.by_keyword.items():
             if keyword in promql:
                 return QueryResult(tuple(samples), self.warnings)
@@ -488,6 +490,17 @@ class FakeProm:
 
 def pod_sample(value: float, pod_name: str = "llama70b-abc-1", **extra: str) -> Sample:
     return Sample({"namespace": "inference", "pod": pod_name, **extra}, value)
+
+
+def test_every_query_of_a_tick_is_evaluated_at_the_tick_time(cluster: ClusterState) -> None:
+    """Prometheus evaluates a query without a time when it arrives, a little after the tick's
+    `now` and at a different instant for each query: a scrape landing in between would be in
+    some of a tick's figures and not others, and not at the time the figures are exported with.
+    """
+    prom = FakeProm({})
+    report = run_tick(prom, [policy(baseline_window="24h")], cluster, PRICES, {}, now=1234.5)  # type: ignore[arg-type]
+    assert report.queries == len(prom.calls) > 1
+    assert prom.times == [1234.5] * len(prom.calls)
 
 
 def test_tick_joins_pod_rates_to_workloads(cluster: ClusterState) -> None:
@@ -684,6 +697,7 @@ class BaselineProm(FakeProm):
         if "llmcost_hourly_cost_usd" not in promql:
             return super().query(promql, at)
         self.calls.append(promql)
+        self.times.append(at)
         self.release.wait(10)
         if self.baseline is None:
             raise PromUnavailableError("down")
@@ -745,6 +759,11 @@ def test_drift_baseline_is_queried_once_then_refreshed_in_the_background(
     assert fourth.figures[BASELINE_KEY].drift_ratio == pytest.approx(drift / 2)
     assert fourth.outcomes["success"] == fourth.queries + 1  # the refresh is counted
     assert _baseline_calls(prom) == 2
+    # Each query is evaluated at its tick's time; the background refresh at the time of the
+    # tick that started it.
+    asked_at = {t for q, t in zip(prom.calls, prom.times, strict=True) if "llmcost_" in q}
+    assert asked_at == {1000, 1000 + 300}
+    assert set(prom.times) == {1000, 1000 + 299, 1000 + 300, 1000 + 330, 1000 + 360}
 
 
 def test_a_failed_baseline_refresh_keeps_the_old_baseline(
