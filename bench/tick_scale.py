@@ -82,6 +82,7 @@ from costoperator.state import ClusterState
 from costoperator.tick import (
     BaselineCache,
     GpuSource,
+    PhaseCache,
     baselines,
     rates_by_window,
     run_queries,
@@ -755,14 +756,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ticks: list[dict[str, float]] = []
     queries = []
     report = None
-    # As the operator keeps it: the warm-up tick asks for the drift baseline, the timed ones
-    # reuse it (a refresh is due every 5 minutes; `now` stands still here, so none is).
-    # The GPU-busy fallback: asked in the warm-up, then not needed (every GPU reports the
-    # preferred family). `--no-tick-memory`: neither kept, so every tick asks for the baseline
-    # and the fallback, as the tick did before BaselineCache and GpuSource.
+    # As the operator keeps them: the warm-up tick asks for the drift baseline and vLLM's phase
+    # times, the timed ones reuse them (refreshes are due every 5 minutes and every minute, in
+    # the background; `now` stands still here, so none is: their cost is measured on its own
+    # below, `baseline_refresh` and `phase_refresh`). The GPU-busy fallback: asked in the
+    # warm-up, then not needed (every GPU reports the preferred family). `--no-tick-memory`:
+    # none kept, so every tick asks for all three, as the tick did before BaselineCache,
+    # PhaseCache and GpuSource.
     memory = not args.no_tick_memory
     baseline_cache = BaselineCache() if memory else None
     gpu_source = GpuSource() if memory else None
+    phase_cache = PhaseCache() if memory else None
 
     def tick() -> tick_module.TickReport:
         return run_tick(
@@ -774,6 +778,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             now,
             baselines=baseline_cache,
             gpu_source=gpu_source,
+            phases=phase_cache,
         )
 
     first_tick_s = 0.0
@@ -817,9 +822,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return round(statistics.median(t[field] for t in ticks), digits)
 
     product: dict[str, Any] = {
-        "tick_memory": "BaselineCache and GpuSource kept between ticks"
+        "tick_memory": "BaselineCache, PhaseCache and GpuSource kept between ticks"
         if memory
-        else "none (--no-tick-memory): baseline and GPU fallback asked for in every tick",
+        else "none (--no-tick-memory): baseline, phase times and GPU fallback asked for in "
+        "every tick",
         "queries_per_tick": max(queries),
         "queries_per_timed_tick": max(queries[1:]),
         "first_tick_s_with_baseline_query": round(first_tick_s, 4),
@@ -899,6 +905,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "in_the_background": memory,
             "prometheus_cpu_s_per_30s_tick_amortized": round(
                 (baseline["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
+            ),
+        }
+    phase = next((q for q in serial if q["family"] == Family.PHASE_SECONDS.value), None)
+    if phase is not None:
+        every_s = (phase_cache or PhaseCache()).period_s(WINDOW)
+        product["phase_refresh"] = {
+            "query_s": phase["seconds"],
+            "prometheus_cpu_s": phase["prometheus_cpu_s"],
+            "every_s": every_s,
+            "in_the_background": memory,
+            "prometheus_cpu_s_per_30s_tick_amortized": round(
+                (phase["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
             ),
         }
     if not args.naive_ticks:
@@ -1115,8 +1133,9 @@ def main() -> int:
     parser.add_argument(
         "--no-tick-memory",
         action="store_true",
-        help="keep no BaselineCache or GpuSource between ticks: every tick asks for the drift "
-        "baseline and the GPU-busy fallback (the tick before they were kept)",
+        help="keep no BaselineCache, PhaseCache or GpuSource between ticks: every tick asks for "
+        "the drift baseline, vLLM's phase times and the GPU-busy fallback (the tick before "
+        "they were kept)",
     )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

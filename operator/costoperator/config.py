@@ -28,6 +28,10 @@ class OperatorConfig:
     baseline_refresh_s: float = 300.0
     """Longest a drift baseline is reused before a background refresh (also at most 1% of its
     window): the baseline query reads the whole window, 24 h by default (tick.BaselineCache)."""
+    phase_refresh_s: float = 60.0
+    """Longest vLLM's phase times (the input/output split) are reused before a background
+    refresh (also at most a fifth of the rate window): the costliest query of a tick
+    (tick.PhaseCache)."""
     prometheus_gzip: bool = False
     """Ask Prometheus for gzip-compressed answers (for a Prometheus across a WAN)."""
     spot_global_cap: int | None = None

@@ -40,7 +40,7 @@ from costoperator.leader import AlwaysLeader, KubernetesLeaseStore, LeaseElector
 from costoperator.promclient import PromClient
 from costoperator.runtime import Runtime, WriteBudget, invalid_status
 from costoperator.state import ClusterState
-from costoperator.tick import BaselineCache, restore_demand_history, run_tick
+from costoperator.tick import BaselineCache, PhaseCache, restore_demand_history, run_tick
 
 GROUP, VERSION = API_GROUP, API_VERSION
 POLICIES, PRICINGS = POLICY_PLURAL, "gpupricings"
@@ -76,7 +76,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.error_backoffs = [1, 2, 5, 10, 20, 30, *([60] * 10)]
     settings.posting.level = logging.WARNING
     config: OperatorConfig = memo["config"]
-    memo["runtime"] = Runtime(baselines=BaselineCache(config.baseline_refresh_s))
+    memo["runtime"] = Runtime(
+        baselines=BaselineCache(config.baseline_refresh_s),
+        phases=PhaseCache(config.phase_refresh_s),
+    )
     memo["cluster"] = ClusterState()
     memo["actuator"] = Actuator(global_cap=config.spot_global_cap)
     memo["snapshot"] = snapshot = Snapshot()
@@ -228,6 +231,7 @@ async def tick_loop(memo: kopf.Memo) -> None:
                     config.spot_global_cap,
                     runtime.baselines,
                     runtime.gpu_source,
+                    runtime.phases,
                 )
             except Exception:  # a bug must not stop pricing: log, mark stale, go on
                 log.exception("tick failed")

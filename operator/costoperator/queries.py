@@ -246,12 +246,17 @@ def tick_queries(
     overrides: Iterable[MetricOverrides] = (),
     semantic: Iterable[SemanticCounters] = (),
     gpu_fallback: bool = True,
+    phase_windows: Iterable[str] | None = None,
 ) -> list[NamedQuery]:
     """Every query of one tick: per distinct rate window, one per family; one drift baseline
     per distinct baseline window. Policies' `spec.metrics` add at most one query per
     overridden family (over the union of the names they give) and a branch to the output
     query; `spec.cache.semantic` adds one query with a branch per counter name. None of these
-    grows with the number of policies. `gpu_fallback`: see `gpu_busy_query`."""
+    grows with the number of policies. `gpu_fallback`: see `gpu_busy_query`. `phase_windows`:
+    the windows whose phase query is in the tick (None: all; the others' answers are kept
+    between ticks, `tick.PhaseCache`)."""
+    if phase_windows is not None:
+        phase_windows = set(phase_windows)
     names = family_names(ENGINE_PROFILES.values())
     custom: dict[Family, set[str]] = {}
     for o in overrides:
@@ -261,7 +266,6 @@ def tick_queries(
     if Family.OUTPUT_TOKENS in custom:
         engines[CUSTOM_ENGINE] = custom[Family.OUTPUT_TOKENS]
     semantic = list(semantic)
-    running = _names_regex(set().union(*(_spellings(n) for n in RUNNING_GAUGES)))
     queries: list[NamedQuery] = []
     for w in sorted(set(windows)):
         for family, members in names.items():
@@ -275,22 +279,29 @@ def tick_queries(
         if (promql := _semantic(semantic, w)) is not None:
             queries.append(NamedQuery(Family.SEMANTIC, w, promql))
         queries.append(NamedQuery(Family.GPU_BUSY, w, gpu_busy_query(w, gpu_fallback)))
-        # vLLM times each request's phases. Prefill seconds are GPU seconds (a prompt has the
-        # GPU to itself); decode seconds are shared by every sequence of the running batch, so
-        # decode GPU time is decode seconds ÷ the mean batch.
-        decode_gpu = (
-            f"sum by (namespace, pod) (rate({DECODE_SECONDS}[{w}])) / "
-            f'clamp_min(sum by (namespace, pod) (avg_over_time({{__name__=~"{running}"}}[{w}])), 1)'
-        )
-        phases = (
-            f"label_replace(sum by (namespace, pod) (rate({PREFILL_SECONDS}[{w}])), "
-            f'"phase", "prefill", "", "") or '
-            f'label_replace({decode_gpu}, "phase", "decode", "", "")'
-        )
-        queries.append(NamedQuery(Family.PHASE_SECONDS, w, phases))
+        if phase_windows is None or w in phase_windows:
+            queries.append(NamedQuery(Family.PHASE_SECONDS, w, phase_query(w)))
     for bw in sorted(set(baseline_windows)):
         queries.append(NamedQuery(Family.BASELINE, bw, baseline_query(bw)))
     return queries
+
+
+def phase_query(window: str) -> str:
+    """Per vLLM pod, GPU seconds per second in prefill and in decode (rows labelled `phase`):
+    the input/output split by measured time. vLLM times each request's phases. Prefill
+    seconds are GPU seconds (a prompt has the GPU to itself); decode seconds are shared by
+    every sequence of the running batch, so decode GPU time is decode seconds ÷ the mean
+    batch. Three series per pod: the costliest query of a tick (bench/tick_scale.py)."""
+    running = f'{{__name__=~"{_names_regex(set().union(*map(_spellings, RUNNING_GAUGES)))}"}}'
+    decode_gpu = (
+        f"sum by (namespace, pod) (rate({DECODE_SECONDS}[{window}])) / "
+        f"clamp_min(sum by (namespace, pod) (avg_over_time({running}[{window}])), 1)"
+    )
+    return (
+        f"label_replace(sum by (namespace, pod) (rate({PREFILL_SECONDS}[{window}])), "
+        f'"phase", "prefill", "", "") or '
+        f'label_replace({decode_gpu}, "phase", "decode", "", "")'
+    )
 
 
 def baseline_query(window: str) -> str:

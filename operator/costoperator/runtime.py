@@ -35,7 +35,7 @@ from costoperator.crds import (
 from costoperator.figures import ApiPrice, PolicyView, SpotView, WorkloadFigures
 from costoperator.queries import MetricOverrides, SemanticCounters
 from costoperator.spot import DemandHistory
-from costoperator.tick import BaselineCache, GpuSource
+from costoperator.tick import BaselineCache, GpuSource, PhaseCache
 
 PolicyKey = tuple[str, str]  # (namespace, name)
 
@@ -88,6 +88,8 @@ class Runtime:
     """Drift baselines between their (background) refreshes."""
     gpu_source: GpuSource = field(default_factory=GpuSource)
     """Whether the GPU-busy query needs its fallback family."""
+    phases: PhaseCache = field(default_factory=PhaseCache)
+    """vLLM's phase times (the input/output split) between their (background) refreshes."""
     demand_restored: set[tuple[str, str]] = field(default_factory=set)
     """Policies whose demand history was looked up in Prometheus (`restore_demand_history`)."""
     annotations: dict[PolicyKey, dict[str, str]] = field(default_factory=dict)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from costengine.pricing import PriceSheet
 from costoperator.crds import duration_seconds
@@ -39,6 +40,7 @@ from costoperator.queries import (
     Family,
     NamedQuery,
     baseline_query,
+    phase_query,
     tick_queries,
 )
 from costoperator.spot import (
@@ -68,6 +70,8 @@ class TickReport:
     """Queries this tick waited for."""
     baseline_refreshes: int = 0
     """Drift-baseline queries it started in the background (`BaselineCache`)."""
+    phase_refreshes: int = 0
+    """Phase-time queries it started in the background (`PhaseCache`)."""
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     partial: bool = False
@@ -193,38 +197,53 @@ def baselines(results: Mapping[NamedQuery, QueryResult]) -> dict[BaselineKey, fl
 BASELINE_REFRESH_S = 300.0
 #: ...or than this while a workload with tokens has none (new: its series not scraped yet).
 BASELINE_LACKING_REFRESH_S = 15.0
+#: Kept phase times are refreshed once older than this, or than a fifth of their window.
+PHASE_REFRESH_S = 60.0
+
+V = TypeVar("V")
 
 
-class BaselineCache:
-    """Drift baselines kept between ticks.
+class RefreshedAnswers(Generic[V]):
+    """One query per window whose answers are kept between ticks and refreshed in the
+    background: asked inside a tick only while the cache has no answer for the window (the
+    first tick, a window no policy used before, an answer older than `max_age_s`), after that
+    in a background thread once older than `period_s`, started after the tick's own queries so
+    a refresh never delays them, one in flight per window. A failed refresh is logged and tried
+    again at the next tick; the old answer stays. Thread-safe: the refresh thread stores,
+    ticks read. Subclasses say what is asked, how often, and what is kept of an answer."""
 
-    The baseline query averages the operator's own series over the baseline window: at 1,000
-    policies and 24 h at a 30 s scrape that is 23 million samples, 1.2 s of Prometheus CPU and
-    1.2 s of wall time (bench/tick_scale.py `--baseline-history`), as much as the rest of the
-    tick together. A day's average moves by well under 1% in five minutes, so a window's
-    baseline is asked for inside a tick only while the cache has none for it (the first tick,
-    a window no policy used before). After that it is refreshed in a background thread once
-    older than `refresh_s` or 1% of the window, whichever is shorter, and ticks go on with the
-    last answer. While a workload that has tokens now has no baseline in it (a new workload,
-    whose own series Prometheus had not scraped yet), a window is refreshed after
-    `BASELINE_LACKING_REFRESH_S` instead. A failed refresh is logged and tried again at the
-    next tick; the old values stay. Thread-safe: the refresh thread stores, ticks read."""
+    family: Family
+    what: str
 
-    def __init__(self, refresh_s: float = BASELINE_REFRESH_S) -> None:
+    def __init__(self, refresh_s: float) -> None:
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
-        self._values: dict[str, dict[BaselineKey, float]] = {}
+        self._values: dict[str, V] = {}
         self._asked_at: dict[str, float] = {}
         self._refreshing: dict[str, threading.Thread] = {}
         self._outcomes: Counter[str] = Counter()
 
     def period_s(self, window: str) -> float:
-        return min(self.refresh_s, duration_seconds(window) / 100)
+        raise NotImplementedError
 
-    def missing(self, windows: Iterable[str]) -> set[str]:
-        """Windows with no answer yet: their query goes into the tick."""
+    def max_age_s(self, window: str) -> float:
+        """Oldest answer a tick still uses; older, the query goes into the tick again."""
+        return math.inf
+
+    def query(self, window: str) -> str:
+        raise NotImplementedError
+
+    def digest(self, window: str, result: QueryResult) -> V:
+        raise NotImplementedError
+
+    def missing(self, windows: Iterable[str], now: float) -> set[str]:
+        """Windows with no answer young enough to use: their query goes into the tick."""
         with self._lock:
-            return {w for w in windows if w not in self._values}
+            return {
+                w
+                for w in windows
+                if w not in self._values or now - self._asked_at[w] > self.max_age_s(w)
+            }
 
     def retain(self, windows: Iterable[str]) -> None:
         """Forget windows no policy uses any more."""
@@ -235,10 +254,10 @@ class BaselineCache:
                 self._asked_at.pop(w, None)
 
     def store(self, window: str, result: QueryResult, asked_at: float) -> None:
-        """An answer replaces the window's baselines whole (workloads gone drop out)."""
-        values = baseline_rows(window, result)
+        """An answer replaces the window's whole (series gone drop out)."""
+        value = self.digest(window, result)
         with self._lock:
-            self._values[window] = values
+            self._values[window] = value
             self._asked_at[window] = asked_at
 
     def refresh_due(
@@ -247,10 +266,11 @@ class BaselineCache:
         windows: Iterable[str],
         now: float,
         lacking: Iterable[str] = (),
+        lacking_period_s: float = math.inf,
     ) -> list[str]:
         """Start a background refresh of every cached window older than its period (one
-        in flight per window); `lacking`: windows in which a workload with tokens has no
-        baseline. Returns the windows whose refresh started."""
+        in flight per window); `lacking`: windows refreshed after `lacking_period_s` instead.
+        Returns the windows whose refresh started."""
         started = []
         lacking = set(lacking)
         with self._lock:
@@ -258,13 +278,13 @@ class BaselineCache:
                 asked = self._asked_at.get(w)
                 period = self.period_s(w)
                 if w in lacking:
-                    period = min(period, BASELINE_LACKING_REFRESH_S)
+                    period = min(period, lacking_period_s)
                 if asked is None or w in self._refreshing or now - asked < period:
                     continue
                 thread = threading.Thread(
                     target=self._refresh,
                     args=(client, w, now),
-                    name=f"baseline-{w}",
+                    name=f"{self.family.value}-{w}",
                     daemon=True,
                 )
                 self._refreshing[w] = thread
@@ -276,11 +296,11 @@ class BaselineCache:
     def _refresh(self, client: PromClient, window: str, asked_at: float) -> None:
         outcome = "error"
         try:
-            result = client.query(baseline_query(window), asked_at)
+            result = client.query(self.query(window), asked_at)
         except PromError as exc:
-            log.warning("drift baseline %s not refreshed (kept; tried again): %s", window, exc)
+            log.warning("%s %s not refreshed (kept; tried again): %s", self.what, window, exc)
         except Exception:  # the thread must not die silently
-            log.exception("drift baseline %s refresh failed", window)
+            log.exception("%s %s refresh failed", self.what, window)
         else:
             outcome = "partial" if result.partial else "success"
             self.store(window, result, asked_at)
@@ -302,9 +322,82 @@ class BaselineCache:
         for thread in threads:
             thread.join(timeout_s)
 
-    def values(self) -> dict[BaselineKey, float]:
+    def _current(self, now: float | None = None) -> dict[str, V]:
+        """Per window, the last answer; with `now`, only those young enough to use."""
         with self._lock:
-            return {k: v for window in self._values.values() for k, v in window.items()}
+            return {
+                w: v
+                for w, v in self._values.items()
+                if now is None or now - self._asked_at[w] <= self.max_age_s(w)
+            }
+
+
+class BaselineCache(RefreshedAnswers[dict[BaselineKey, float]]):
+    """Drift baselines kept between ticks.
+
+    The baseline query averages the operator's own series over the baseline window: at 1,000
+    policies and 24 h at a 30 s scrape that is 23 million samples, 1.2 s of Prometheus CPU and
+    1.2 s of wall time (bench/tick_scale.py `--baseline-history`), as much as the rest of the
+    tick together. A day's average moves by well under 1% in five minutes, so a window's
+    baseline is refreshed (`RefreshedAnswers`) once older than `refresh_s` or 1% of the window,
+    whichever is shorter. While a workload that has tokens now has no baseline in it (a new
+    workload, whose own series Prometheus had not scraped yet), a window is refreshed after
+    `BASELINE_LACKING_REFRESH_S` instead. An old baseline is kept for as long as refreshes
+    fail."""
+
+    family = Family.BASELINE
+    what = "drift baseline"
+
+    def __init__(self, refresh_s: float = BASELINE_REFRESH_S) -> None:
+        super().__init__(refresh_s)
+
+    def period_s(self, window: str) -> float:
+        return min(self.refresh_s, duration_seconds(window) / 100)
+
+    def query(self, window: str) -> str:
+        return baseline_query(window)
+
+    def digest(self, window: str, result: QueryResult) -> dict[BaselineKey, float]:
+        return baseline_rows(window, result)
+
+    def values(self) -> dict[BaselineKey, float]:
+        return {k: v for rows in self._current().values() for k, v in rows.items()}
+
+
+class PhaseCache(RefreshedAnswers[QueryResult]):
+    """vLLM's measured phase times (`queries.phase_query`) kept between ticks.
+
+    They split each workload's cost into input and output by prefill's share of GPU time. At
+    three series per pod the phase query is the costliest of a tick: 0.43 s of the 1.37 s of
+    Prometheus CPU at 1,000 policies, and a quarter of the tick's wall time
+    (bench/tick_scale.py). A share over a rate window moves slowly, so it is refreshed
+    (`RefreshedAnswers`) once older than `refresh_s` or a fifth of the window, whichever is
+    shorter: the window it was measured over overlaps the tick's by at least 80%. An answer is
+    used for at most one window's length; older (every refresh failed), the query goes back
+    into the tick. A pod that started since the last answer has no phase times until the
+    next: its workload's split comes from its other pods, or from the throughput model."""
+
+    family = Family.PHASE_SECONDS
+    what = "phase times"
+
+    def __init__(self, refresh_s: float = PHASE_REFRESH_S) -> None:
+        super().__init__(refresh_s)
+
+    def period_s(self, window: str) -> float:
+        return min(self.refresh_s, duration_seconds(window) / 5)
+
+    def max_age_s(self, window: str) -> float:
+        return duration_seconds(window)
+
+    def query(self, window: str) -> str:
+        return phase_query(window)
+
+    def digest(self, window: str, result: QueryResult) -> QueryResult:
+        return result
+
+    def answers(self, now: float) -> dict[str, QueryResult]:
+        """Per window, the last answer young enough to use."""
+        return self._current(now)
 
 
 #: How long the GPU-busy query goes without the fallback family before it looks again.
@@ -485,12 +578,13 @@ def run_tick(
     spot_global_cap: int | None = None,
     baselines: BaselineCache | None = None,
     gpu_source: GpuSource | None = None,
+    phases: PhaseCache | None = None,
 ) -> TickReport:
     """One tick. With `demand` (kept across ticks by the caller), policies with spot planning
-    get their recommendation on their spot workload's figures. With `baselines` (kept across
-    ticks by the caller), drift baselines are refreshed in the background instead of queried
-    in every tick. With `gpu_source` (kept likewise), the GPU-busy query leaves out the
-    fallback family while no pod needs it."""
+    get their recommendation on their spot workload's figures. With `baselines` and `phases`
+    (kept across ticks by the caller), drift baselines and vLLM's phase times are refreshed in
+    the background instead of queried in every tick. With `gpu_source` (kept likewise), the
+    GPU-busy query leaves out the fallback family while no pod needs it."""
     with cyclic_gc_paused():
         report = _run_tick(
             client,
@@ -501,6 +595,7 @@ def run_tick(
             now,
             baselines or BaselineCache(),
             gpu_source or GpuSource(),
+            phases or PhaseCache(),
         )
         if demand is not None:
             report.figures = with_recommendations(
@@ -518,21 +613,29 @@ def _run_tick(
     now: float | None,
     baseline_cache: BaselineCache,
     gpu_source: GpuSource,
+    phase_cache: PhaseCache,
 ) -> TickReport:
     started = time.perf_counter()
     now = time.time() if now is None else now
     policies = list(policies)
     baseline_windows = {p.baseline_window for p in policies if p.baseline_window}
+    windows = {p.window for p in policies}
     baseline_cache.retain(baseline_windows)
+    phase_cache.retain(windows)
     gpu_fallback = gpu_source.with_fallback(now)
+    phase_windows = phase_cache.missing(windows, now)
     queries = tick_queries(
-        windows={p.window for p in policies},
-        baseline_windows=baseline_cache.missing(baseline_windows),
+        windows=windows,
+        baseline_windows=baseline_cache.missing(baseline_windows, now),
+        phase_windows=phase_windows,
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
         gpu_fallback=gpu_fallback,
     )
     fold = RateFold()
+    for w, kept in phase_cache.answers(now).items():
+        if w in windows and w not in phase_windows:
+            fold.add(NamedQuery(Family.PHASE_SECONDS, w, phase_query(w)), kept)
     # The cluster side of every workload's figures, built while Prometheus evaluates.
     workloads: list[tuple[PolicyView, list[tuple[str, WorkloadCapacity]]]] = []
 
@@ -554,7 +657,10 @@ def _run_tick(
     for q, result in results.items():
         if q.family is Family.BASELINE and q.window:
             baseline_cache.store(q.window, result, now)
+        elif q.family is Family.PHASE_SECONDS and q.window:
+            phase_cache.store(q.window, result, now)
     outcomes.update(baseline_cache.take_outcomes())
+    outcomes.update(phase_cache.take_outcomes())
     rates = fold.rates()
     gpu_asked = [q for q in queries if q.family is Family.GPU_BUSY]
     gpu_answers = [results[q] for q in gpu_asked if q in results]
@@ -590,11 +696,15 @@ def _run_tick(
             mine = with_semantic_savings(policy, mine, semantic.get(policy.window, []))
         figures.update(mine)
     # After this tick's own queries, so a refresh never delays them.
-    refreshing = baseline_cache.refresh_due(client, baseline_windows, now, lacking)
+    refreshing = baseline_cache.refresh_due(
+        client, baseline_windows, now, lacking, BASELINE_LACKING_REFRESH_S
+    )
+    phase_refreshing = phase_cache.refresh_due(client, windows, now)
     return TickReport(
         figures=figures,
         queries=len(queries),
         baseline_refreshes=len(refreshing),
+        phase_refreshes=len(phase_refreshing),
         outcomes=outcomes,
         errors=errors,
         partial=partial,

@@ -828,7 +828,155 @@ def test_baselines_of_windows_no_policy_uses_are_forgotten(cluster: ClusterState
     assert cache.values()
     _tick_with(prom, cluster, cache, 1, "168h")
     assert {k[0] for k in cache.values()} == {"168h"}
-    assert cache.missing(["24h"]) == {"24h"}
+    assert cache.missing(["24h"], 2) == {"24h"}
+
+
+# --- vLLM's phase times between ticks ----------------------------------------------------------
+
+
+class PhaseProm(FakeProm):
+    """FakeProm with one priced vLLM pod whose phase query answers `prefill` and `decode` GPU
+    seconds per second (None: fails) and can be held until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            {
+                '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+                "prompt_tokens_total|": [pod_sample(1000)],
+                "request_prompt_tokens_count": [pod_sample(2)],
+            }
+        )
+        self.phases: tuple[float, float] | None = (0.2, 0.6)
+        self.release = threading.Event()
+        self.release.set()
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        if '"phase", "prefill"' not in promql:
+            return super().query(promql, at)
+        self.calls.append(promql)
+        self.times.append(at)
+        self.release.wait(10)
+        if self.phases is None:
+            raise PromUnavailableError("down")
+        prefill, decode = self.phases
+        return QueryResult(
+            (pod_sample(prefill, phase="prefill"), pod_sample(decode, phase="decode"))
+        )
+
+
+def _phase_calls(prom: FakeProm) -> int:
+    return sum('"phase", "prefill"' in q for q in prom.calls)
+
+
+def _input_share(report: tick_module.TickReport) -> float:
+    """The share of the workload's cost put on input tokens (1000 in, 500 out per second)."""
+    f = report.figures[BASELINE_KEY]
+    assert f.input_usd_per_million_tokens is not None
+    assert f.output_usd_per_million_tokens is not None
+    cost_in = f.input_usd_per_million_tokens * 1000
+    return cost_in / (cost_in + f.output_usd_per_million_tokens * 500)
+
+
+def test_phase_times_are_queried_once_then_refreshed_in_the_background(
+    cluster: ClusterState,
+) -> None:
+    """The costliest query of a tick (three series per vLLM pod) splits cost into input and
+    output, a share that moves slowly: asked inside the first tick, then refreshed in the
+    background once a minute (a fifth of a 5m window), the kept answer splitting the ticks
+    between."""
+    prom = PhaseProm()
+    cache = tick_module.PhaseCache()
+    assert cache.period_s("5m") == 60
+
+    def tick(now: float) -> tick_module.TickReport:
+        return run_tick(prom, [policy()], cluster, PRICES, {}, now, phases=cache)  # type: ignore[arg-type]
+
+    first = tick(1000)  # nothing kept: asked inside the tick, measured split
+    assert _phase_calls(prom) == 1
+    assert first.phase_refreshes == 0
+    assert _input_share(first) == pytest.approx(0.2 / (0.2 + 0.6))
+
+    second = tick(1000 + 59)  # younger than the period: the kept answer splits, not asked
+    assert _phase_calls(prom) == 1
+    assert second.queries == first.queries - 1
+    assert _input_share(second) == pytest.approx(0.2 / (0.2 + 0.6))
+
+    # Due: refreshed in the background; the tick does not wait for it.
+    prom.release.clear()
+    prom.phases = (0.4, 0.4)
+    third = tick(1000 + 60)
+    assert third.phase_refreshes == 1
+    assert third.queries == second.queries
+    assert _input_share(third) == pytest.approx(0.25)  # the kept answer until the new lands
+    assert tick(1000 + 75).phase_refreshes == 0  # one refresh in flight per window
+    prom.release.set()
+    cache.wait(10)
+    fourth = tick(1000 + 90)
+    assert _input_share(fourth) == pytest.approx(0.5)
+    assert fourth.outcomes["success"] == fourth.queries + 1  # the refresh is counted
+    assert _phase_calls(prom) == 2
+    # The refresh is evaluated at the time of the tick that started it.
+    asked_at = [t for q, t in zip(prom.calls, prom.times, strict=True) if '"phase"' in q]
+    assert asked_at == [1000, 1000 + 60]
+
+
+def test_phase_times_are_used_for_one_window_at_most(
+    cluster: ClusterState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refreshes that fail keep the last answer, for at most the window's length (the split
+    then no longer overlaps the tick's window): after that the query is back in the tick, and
+    its failure is the tick's."""
+    prom = PhaseProm()
+    cache = tick_module.PhaseCache()
+
+    def tick(now: float) -> tick_module.TickReport:
+        return run_tick(prom, [policy()], cluster, PRICES, {}, now, phases=cache)  # type: ignore[arg-type]
+
+    first = tick(0)
+    prom.phases = None  # Prometheus fails every phase query from now on
+    for now in (60, 120, 180, 240, 300):
+        report = tick(now)
+        cache.wait(10)
+        assert not report.errors
+        assert _input_share(report) == pytest.approx(0.25)  # the first answer, kept
+        assert report.queries == first.queries - 1
+    assert "phase times 5m not refreshed (kept; tried again)" in caplog.text
+
+    late = tick(301)  # the kept answer is older than the window: asked in the tick
+    assert late.queries == first.queries
+    assert late.errors == ["phase_seconds: down"]
+    assert late.outcomes["error"] == 2  # its own, and the background refresh started at 300
+    assert all(f.stale for f in late.figures.values())
+
+
+def test_phase_refresh_period_is_a_fifth_of_the_window_at_most() -> None:
+    cache = tick_module.PhaseCache(refresh_s=60)
+    assert cache.period_s("1h") == 60
+    assert cache.period_s("2m") == 24
+    assert cache.max_age_s("2m") == 120
+
+
+def test_a_new_pod_without_kept_phase_times_is_split_by_its_workload_s_other_pods(
+    cluster: ClusterState,
+) -> None:
+    """A pod that started after the last phase answer has none until the next refresh: its
+    workload's split comes from the pods that have them (here, the throughput model's when
+    none has)."""
+    prom = PhaseProm()
+    cache = tick_module.PhaseCache()
+    kept = run_tick(prom, [policy()], cluster, PRICES, {}, 0, phases=cache)  # type: ignore[arg-type]
+    assert _input_share(kept) == pytest.approx(0.25)
+    # The kept answer is of a pod that is gone; the live pod has none in it.
+    cache.store("5m", QueryResult((pod_sample(0.2, "gone-1", phase="prefill"),)), 10)
+    modelled = run_tick(prom, [policy()], cluster, PRICES, {}, 20, phases=cache)  # type: ignore[arg-type]
+    assert _phase_calls(prom) == 1
+    assert _input_share(modelled) != pytest.approx(0.25)
+    prom.phases = None
+    fresh = run_tick(prom, [policy()], cluster, PRICES, {}, 20)  # type: ignore[arg-type]
+    assert fresh.errors  # without a cache the phase query is the tick's own, and it failed
+    prom.phases = (0.0, 0.0)  # no phase time measured: the throughput model splits
+    model = run_tick(prom, [policy()], cluster, PRICES, {}, 20)  # type: ignore[arg-type]
+    assert _input_share(modelled) == pytest.approx(_input_share(model))
 
 
 # --- the GPU-busy query's fallback family ------------------------------------------------------
