@@ -895,28 +895,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     product["queries_one_at_a_time"] = serial
-    baseline = next((q for q in serial if q["family"] == "baseline"), None)
-    if baseline is not None:
-        every_s = (baseline_cache or BaselineCache()).period_s(BASELINE_WINDOW)
-        product["baseline_refresh"] = {
-            "query_s": baseline["seconds"],
-            "prometheus_cpu_s": baseline["prometheus_cpu_s"],
+    # The queries kept between ticks: what one background refresh costs, and per tick.
+    for name, family, cache in (
+        ("baseline_refresh", Family.BASELINE, baseline_cache or BaselineCache()),
+        ("phase_refresh", Family.PHASE_SECONDS, phase_cache or PhaseCache()),
+    ):
+        one = next((q for q in serial if q["family"] == family.value), None)
+        if one is None:
+            continue
+        every_s = cache.period_s(BASELINE_WINDOW if family is Family.BASELINE else WINDOW)
+        product[name] = {
+            "query_s": one["seconds"],
+            "prometheus_cpu_s": one["prometheus_cpu_s"],
             "every_s": every_s,
             "in_the_background": memory,
             "prometheus_cpu_s_per_30s_tick_amortized": round(
-                (baseline["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
-            ),
-        }
-    phase = next((q for q in serial if q["family"] == Family.PHASE_SECONDS.value), None)
-    if phase is not None:
-        every_s = (phase_cache or PhaseCache()).period_s(WINDOW)
-        product["phase_refresh"] = {
-            "query_s": phase["seconds"],
-            "prometheus_cpu_s": phase["prometheus_cpu_s"],
-            "every_s": every_s,
-            "in_the_background": memory,
-            "prometheus_cpu_s_per_30s_tick_amortized": round(
-                (phase["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
+                (one["prometheus_cpu_s"] or 0.0) * 30 / every_s, 3
             ),
         }
     if not args.naive_ticks:
