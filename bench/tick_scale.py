@@ -386,7 +386,7 @@ def own_history(fleet: Fleet, end: int) -> Iterator[str]:
 
 def backfill(fleet: Fleet, end: int, data_dir: Path, own: bool = True) -> dict[str, Any]:
     """The pods' history, and with `own` the operator's own series over the baseline window,
-    streamed to promtool in one run (a day in one or two blocks: nothing to compact)."""
+    streamed to promtool in one run (a day in two or three 18 h blocks: nothing to compact)."""
     times = history_times(end)
     counts = {"pod_series": 0, "own_series": 0, "bytes": 0}
 

@@ -695,10 +695,11 @@ def backfill_openmetrics(
     `text` is one string or an iterable of chunks of whole lines (streamed to promtool's input
     file, so gigabytes of history need not be held in memory at once). Runs `promtool tsdb
     create-blocks-from openmetrics`, with `--max-block-duration` when given (e.g. "24h": a day
-    of history in one or two blocks instead of twelve 2 h blocks that Prometheus would then
-    compact while it is being measured). Appends the mandatory `# EOF` if missing. Raises if
-    promtool stored fewer samples than `text` has (it drops out-of-order samples without an
-    error).
+    of history in two or three blocks instead of twelve 2 h blocks that Prometheus would then
+    compact while it is being measured; promtool uses the largest of its block ranges, 2 h ×
+    3^k, not over the maximum, 18 h here, aligned to multiples of it since the epoch). Appends
+    the mandatory `# EOF` if missing. Raises if promtool stored fewer samples than `text` has
+    (it drops out-of-order samples without an error).
 
     Start Prometheus on `data_dir` afterwards: a running server sees new blocks only after up
     to a minute. Backfilled samples must be older than any live sample the server will ingest
