@@ -214,6 +214,8 @@ class RefreshedAnswers(Generic[V]):
 
     family: Family
     what: str
+    lacking_refresh_s: float = math.inf
+    """Period of a window in which a tick found something lacking (`refresh_due`)."""
 
     def __init__(self, refresh_s: float) -> None:
         self.refresh_s = refresh_s
@@ -238,12 +240,7 @@ class RefreshedAnswers(Generic[V]):
 
     def missing(self, windows: Iterable[str], now: float) -> set[str]:
         """Windows with no answer young enough to use: their query goes into the tick."""
-        with self._lock:
-            return {
-                w
-                for w in windows
-                if w not in self._values or now - self._asked_at[w] > self.max_age_s(w)
-            }
+        return set(windows) - self._current(now).keys()
 
     def retain(self, windows: Iterable[str]) -> None:
         """Forget windows no policy uses any more."""
@@ -266,10 +263,9 @@ class RefreshedAnswers(Generic[V]):
         windows: Iterable[str],
         now: float,
         lacking: Iterable[str] = (),
-        lacking_period_s: float = math.inf,
     ) -> list[str]:
         """Start a background refresh of every cached window older than its period (one
-        in flight per window); `lacking`: windows refreshed after `lacking_period_s` instead.
+        in flight per window); `lacking`: windows refreshed after `lacking_refresh_s` instead.
         Returns the windows whose refresh started."""
         started = []
         lacking = set(lacking)
@@ -278,7 +274,7 @@ class RefreshedAnswers(Generic[V]):
                 asked = self._asked_at.get(w)
                 period = self.period_s(w)
                 if w in lacking:
-                    period = min(period, lacking_period_s)
+                    period = min(period, self.lacking_refresh_s)
                 if asked is None or w in self._refreshing or now - asked < period:
                     continue
                 thread = threading.Thread(
@@ -308,6 +304,12 @@ class RefreshedAnswers(Generic[V]):
             with self._lock:
                 self._refreshing.pop(window, None)
                 self._outcomes[outcome] += 1
+
+    def store_asked(self, results: Mapping[NamedQuery, QueryResult], now: float) -> None:
+        """Keep the answers a tick asked for itself (windows that had none young enough)."""
+        for q, result in results.items():
+            if q.family is self.family and q.window:
+                self.store(q.window, result, now)
 
     def take_outcomes(self) -> Counter[str]:
         """Outcomes of the background refreshes finished since the last call."""
@@ -347,6 +349,7 @@ class BaselineCache(RefreshedAnswers[dict[BaselineKey, float]]):
 
     family = Family.BASELINE
     what = "drift baseline"
+    lacking_refresh_s = BASELINE_LACKING_REFRESH_S
 
     def __init__(self, refresh_s: float = BASELINE_REFRESH_S) -> None:
         super().__init__(refresh_s)
@@ -623,7 +626,8 @@ def _run_tick(
     baseline_cache.retain(baseline_windows)
     phase_cache.retain(windows)
     gpu_fallback = gpu_source.with_fallback(now)
-    phase_windows = phase_cache.missing(windows, now)
+    kept_phases = phase_cache.answers(now)
+    phase_windows = windows - kept_phases.keys()
     queries = tick_queries(
         windows=windows,
         baseline_windows=baseline_cache.missing(baseline_windows, now),
@@ -633,9 +637,8 @@ def _run_tick(
         gpu_fallback=gpu_fallback,
     )
     fold = RateFold()
-    for w, kept in phase_cache.answers(now).items():
-        if w in windows and w not in phase_windows:
-            fold.add(NamedQuery(Family.PHASE_SECONDS, w, phase_query(w)), kept)
+    for w, kept in kept_phases.items():  # a window no policy uses is never read from the fold
+        fold.add(NamedQuery(Family.PHASE_SECONDS, w, phase_query(w)), kept)
     # The cluster side of every workload's figures, built while Prometheus evaluates.
     workloads: list[tuple[PolicyView, list[tuple[str, WorkloadCapacity]]]] = []
 
@@ -654,13 +657,9 @@ def _run_tick(
     # while the queries are in flight is in none or all of them), and that instant is `now`.
     results, outcomes, errors = run_queries(client, queries, fold.add, capacities, at=now)
     partial = any(r.partial for r in results.values())
-    for q, result in results.items():
-        if q.family is Family.BASELINE and q.window:
-            baseline_cache.store(q.window, result, now)
-        elif q.family is Family.PHASE_SECONDS and q.window:
-            phase_cache.store(q.window, result, now)
-    outcomes.update(baseline_cache.take_outcomes())
-    outcomes.update(phase_cache.take_outcomes())
+    for cache in (baseline_cache, phase_cache):
+        cache.store_asked(results, now)
+        outcomes.update(cache.take_outcomes())
     rates = fold.rates()
     gpu_asked = [q for q in queries if q.family is Family.GPU_BUSY]
     gpu_answers = [results[q] for q in gpu_asked if q in results]
@@ -696,9 +695,7 @@ def _run_tick(
             mine = with_semantic_savings(policy, mine, semantic.get(policy.window, []))
         figures.update(mine)
     # After this tick's own queries, so a refresh never delays them.
-    refreshing = baseline_cache.refresh_due(
-        client, baseline_windows, now, lacking, BASELINE_LACKING_REFRESH_S
-    )
+    refreshing = baseline_cache.refresh_due(client, baseline_windows, now, lacking)
     phase_refreshing = phase_cache.refresh_due(client, windows, now)
     return TickReport(
         figures=figures,
