@@ -1,6 +1,7 @@
 """The spot backtest on the three shared request traces; prints JSON.
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
+        [--oracle-utilization U] [--planner-market-base] [--preemption-offset-s S]
 
 For each trace of the shared data folder and each spot-market speedup (default: 1, the market
 replayed in real time, which is `llmcost backtest`'s default; and 24, a day of the market in
@@ -42,6 +43,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speedup", type=float, action="append", help="repeat; default 1 and 24")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--oracle-utilization",
+        type=float,
+        default=None,
+        help="the oracle's utilization bound (default: the target utilization; 1: 100%% busy)",
+    )
+    parser.add_argument(
+        "--planner-market-base",
+        action="store_true",
+        help="scale the planner's on-demand base by the spot market seen so far",
+    )
+    parser.add_argument(
+        "--preemption-offset-s", type=float, default=0.0, help="start this far into the market"
+    )
     args = parser.parse_args()
     speedups = args.speedup or [1.0, 24.0]
     results: dict[str, Any] = {}
@@ -54,7 +69,16 @@ def main() -> int:
                 return 1
             out = args.out / f"{speedup:g}x" / path.stem if args.out else None
             start = time.perf_counter()
-            bt = run(BacktestOptions(trace=path, spot_speedup=speedup, out=out, progress=False))
+            options = BacktestOptions(
+                trace=path,
+                spot_speedup=speedup,
+                spot_offset_s=args.preemption_offset_s,
+                planner_market_base=args.planner_market_base,
+                oracle_utilization=args.oracle_utilization,
+                out=out,
+                progress=False,
+            )
+            bt = run(options)
             doc = report(bt)
             scenario[name] = {
                 "wall_s": round(time.perf_counter() - start, 1),

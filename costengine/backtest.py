@@ -66,7 +66,8 @@ The policies
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
   recent-peak horizon of one cold start (at least the rate window), as the operator calls it,
   with the operator's limits (target utilization, 10% headroom, the spot fraction and a spot cap
-  of the on-demand peak fleet). The driver adds four mechanisms around it, all on past data:
+  of the on-demand peak fleet). The driver adds four mechanisms around it, all on past data
+  (and a fifth, optional):
   1. The on-demand base is the plan's ``recommended_on_demand_base`` (the P50 of the history so
      far) computed with replicas counted at ``base_utilization`` of their throughput (default
      1: a second `plan_spot` call with ``target_utilization = 1``). The base carries typical
@@ -83,19 +84,28 @@ The policies
      on-demand cover each took (cover for spot that could not be started counts too), decayed
      with a 1-hour half-life, the planner's defaults as a prior; `plan_spot` then recommends no
      spot when covering its interruptions costs more than on demand, until that fades.
+  5. Optional (``planner_market_base``, off by default): the P50 base is scaled by the observed
+     interruption rate over the configured prior (at most 1), so a market that has run without
+     preemptions lets the base fall towards what the spot fraction requires; the first
+     preemption restores it. Cheaper in a calm market, shorter of tokens when a storm follows
+     one (BENCHMARKS.md).
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
   most (RELIABILITY 9); the spot fraction is re-applied after governing, as a safety bound.
 - ``oracle``: perfect foresight. A mixed-integer program (built here, solved by the caller)
   chooses on-demand and spot replicas per control period, serving all demand within the latency
-  bound (the queue is modelled per step), at least one on-demand replica, within the planner's
-  limits (spot ≤ ``max_spot_replicas`` and the ``max_spot_fraction``; set 1 for no bound) and the
-  spot the market gives over each period and the cold start before it. A replica added between
-  periods costs its cold start. Its plan is then replayed through the same fleet model, each
-  replica asked for one cold start ahead, so its cost and shortfall are measured like the
-  others'. The solver's proven lower bound on the program (no billing round-up) is reported as
-  ``lower_bound_usd``: it bounds every policy that serves all demand within the same limits,
-  acting at the same ticks. A policy that drops demand can cost less than the oracle.
+  bound (the queue is modelled per step) with no replica busier than the target utilization,
+  at least one on-demand replica, within the planner's limits (spot ≤ ``max_spot_replicas``
+  and the ``max_spot_fraction``; set 1 for no bound) and the spot the market gives over each
+  period and the cold start before it. A replica added between periods costs its cold start.
+  Every other policy is sized at the target utilization, so a plan that runs replicas busier
+  is not one the operator would choose; ``oracle_utilization = 1`` gives the bound of a fleet
+  run 100% busy instead. Its plan is then replayed through the same fleet model (which serves
+  up to 100%), each replica asked for one cold start ahead, so its cost and shortfall are
+  measured like the others'. The solver's proven lower bound on the program (no billing
+  round-up) is reported as ``lower_bound_usd``: it bounds every policy that serves all demand
+  within the same limits and utilization, acting at the same ticks. A policy that drops demand,
+  or runs replicas busier than the oracle may, can cost less than the oracle.
 """
 
 from __future__ import annotations
@@ -456,6 +466,8 @@ class PlannerPolicy:
     """Past preemptions and exposure weigh half as much after this long."""
     prior_replica_hours: float = 1.0
     """Weight of `economics.interruptions_per_replica_hour` as a prior, in replica-hours."""
+    market_base: bool = False
+    """Scale the base by the observed interruption rate over the prior's, at most 1 (`_base`)."""
     name: str = "planner"
     _events: float = 0.0
     _exposure_h: float = 0.0
@@ -511,7 +523,13 @@ class PlannerPolicy:
         history) with replicas counted at `base_utilization` of their throughput, raised until
         the plan's spot covers the rest of the needed fleet: past the spot limits (count,
         fraction), or when spot is refused or not worth its interruptions, asking for spot adds
-        no capacity, so on demand must carry it."""
+        no capacity, so on demand must carry it.
+
+        With `market_base`, the P50 base is first scaled by the interruption rate seen so far
+        over the configured one (at most 1, rounded up): the base guards typical traffic
+        against a market not yet seen; as spot runs without preemptions the estimate (and the
+        base) falls towards what the spot fraction alone requires, and a preemption raises it
+        back at once."""
         base_limits = replace(self.limits, target_utilization=self.base_utilization, headroom=0.0)
         od = plan_spot(
             obs.history_tokens_per_second,
@@ -521,6 +539,10 @@ class PlannerPolicy:
             base_limits,
             recent_peak_horizon=self.recent_peak_horizon,
         ).recommended_on_demand_base
+        prior = self.economics.interruptions_per_replica_hour
+        if self.market_base and prior > 0:
+            share = min(1.0, economics.interruptions_per_replica_hour / prior)
+            od = math.ceil(od * share - _EPS)
         while True:
             plan = self._plan(obs, od, economics)
             if od + plan.spot_replicas >= plan.needed_replicas:
@@ -887,13 +909,16 @@ def oracle_program(
     max_spot_replicas: int,
     max_spot_fraction: float,
     spot_lookback: Sequence[int] = (),
+    utilization: float = 1.0,
 ) -> OracleProgram:
     """The cheapest per-period plan serving all demand within the latency bound (see module).
 
     `spot_lookback` is the market in the steps just before the first (the warm-up's end): a spot
     replica that serves in an early period must have been obtainable through its cold start.
+    `utilization` is the share of a replica's throughput the plan may use (1: 100% busy).
     """
     require_non_negative("max_spot_replicas", max_spot_replicas)
+    require_ratio("utilization", utilization)
     require_ratio("max_spot_fraction", max_spot_fraction, allow_zero=True)
     n = len(demand_tokens)
     if n == 0:
@@ -913,7 +938,9 @@ def oracle_program(
     upper = [math.inf] * size
     integrality = [0] * size
     # No plan needs more replicas than serve the busiest step within the step itself.
-    most = float(max(1, math.ceil(max(demand_tokens) / fleet.replica_tokens_per_step - _EPS)))
+    most = float(
+        max(1, math.ceil(max(demand_tokens) / (fleet.replica_tokens_per_step * utilization) - _EPS))
+    )
     for p in range(periods):
         seconds = min(per, n - p * per) * fleet.step_s
         objective[o + p] = od_price * seconds
@@ -945,7 +972,7 @@ def oracle_program(
         row_lower.append(lo)
         row_upper.append(hi)
 
-    c = fleet.replica_tokens_per_step
+    c = fleet.replica_tokens_per_step * utilization
     for t in range(n):
         p = t // per
         # Served ≤ the period's capacity.
@@ -1005,6 +1032,21 @@ class BacktestSettings:
     """`SpotLimits.headroom` of the planner (the operator's default)."""
     planner_base_utilization: float = 1.0
     """Share of a replica's throughput the planner's on-demand base is sized at."""
+    planner_market_base: bool = False
+    """Scale the planner's on-demand base by the spot market seen so far (`PlannerPolicy`)."""
+    oracle_utilization: float | None = None
+    """Share of a replica's throughput the oracle may plan on (None: the target utilization,
+    as every other policy is sized; 1 for the bound of a fleet run 100% busy)."""
+
+    def __post_init__(self) -> None:
+        if self.oracle_utilization is not None:
+            require_ratio("oracle_utilization", self.oracle_utilization)
+
+    @property
+    def oracle_share(self) -> float:
+        if self.oracle_utilization is None:
+            return self.fleet.target_utilization
+        return self.oracle_utilization
 
 
 @dataclass(frozen=True, slots=True)
@@ -1046,6 +1088,7 @@ def make_policy(
     max_spot_fraction: float,
     planner_headroom: float = 0.1,
     planner_base_utilization: float = 1.0,
+    planner_market_base: bool = False,
 ) -> Policy:
     """A fresh policy by name (not the oracle, which needs its plan)."""
     if name == "on_demand_peak":
@@ -1089,6 +1132,7 @@ def make_policy(
             spot_limits=GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas),
             recent_peak_horizon=horizon,
             base_utilization=planner_base_utilization,
+            market_base=planner_market_base,
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 
@@ -1135,6 +1179,7 @@ def run_backtest(
                 max_spot,
                 settings.max_spot_fraction,
                 spot_lookback=spot_available[:w] if spot_available is not None else (),
+                utilization=settings.oracle_share,
             )
             say(
                 f"oracle: solving a program of {program.variables} variables "
@@ -1157,6 +1202,7 @@ def run_backtest(
                 settings.max_spot_fraction,
                 settings.planner_headroom,
                 settings.planner_base_utilization,
+                settings.planner_market_base,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")
         results[name] = simulate(demand_tokens, policy, fleet, spot_available)

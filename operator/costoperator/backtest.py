@@ -146,6 +146,9 @@ class BacktestOptions:
     rate_window_s: float = 60.0
     planner_headroom: float = 0.1
     planner_base_utilization: float = 1.0
+    planner_market_base: bool = False
+    oracle_utilization: float | None = None
+    """None: the target utilization."""
     peak_replicas: int = 8
     load_scale: float | None = None
     out: Path | None = None
@@ -380,6 +383,8 @@ def run(options: BacktestOptions) -> Backtest:
         max_spot_fraction=options.max_spot_fraction,
         planner_headroom=options.planner_headroom,
         planner_base_utilization=options.planner_base_utilization,
+        planner_market_base=options.planner_market_base,
+        oracle_utilization=options.oracle_utilization,
     )
     _say(
         options,
@@ -485,6 +490,8 @@ def report(bt: Backtest) -> dict[str, Any]:
             "rate_window_s": f.rate_window_s,
             "planner_headroom": r.settings.planner_headroom,
             "planner_base_utilization": r.settings.planner_base_utilization,
+            "planner_market_base": r.settings.planner_market_base,
+            "oracle_utilization": r.settings.oracle_share,
             "oracle_time_limit_s": o.oracle_time_limit_s,
             "max_spot_fraction": r.settings.max_spot_fraction,
             "peak_replicas": o.peak_replicas,

@@ -130,6 +130,7 @@ def test_the_table_for_people(shared_data: Path) -> None:
         (["--trace", "{conv}", "--preemption-trace", "no/such.json"], "spot trace"),
         (["--trace", "{conv}", "--control-period-s", "25"], "whole number of steps"),
         (["--trace", "{conv}", "--warmup-s", "99999"], "nothing of the"),
+        (["--trace", "{conv}", "--oracle-utilization", "1.5"], "oracle_utilization"),
         (["--trace", "{conv}", "--out", "/proc/llmcost-backtest"], "cannot write"),
     ],
 )

@@ -19,6 +19,7 @@ from costengine.backtest import (
     OracleProgram,
     OracleSolution,
     PlannerPolicy,
+    PolicyResult,
     StaticPolicy,
     constant_capacity_shortfall,
     demand_per_step,
@@ -255,6 +256,27 @@ def test_the_oracle_pays_cold_starts_and_respects_the_market() -> None:
     assert none.objective_usd == pytest.approx(5.0)
 
 
+def test_the_oracle_plans_no_replica_busier_than_the_target_utilization() -> None:
+    # Demand 10, 20, 10 tokens at half a replica's 10 tokens/s: 2, 4, 2 replicas, spot at most
+    # half of them: 1+1, 2+2, 1+1 = 4 on demand and 4 spot replica-seconds, $4 + $1.
+    fleet = FleetModel(**{**_fields(TINY), "latency_bound_s": 1, "target_utilization": 0.5})
+    program = oracle_program([10, 20, 10], fleet, None, 8, 0.5, utilization=0.5)
+    solution = oracle_solver(program)
+    assert solution.objective_usd == pytest.approx(5.0)
+    assert program.schedule(solution.x) == [(1, 1), (2, 2), (1, 1)]
+    # run_backtest plans the oracle at the fleet's target utilization unless told otherwise.
+    demand = [10.0, 20.0, 10.0]
+    at_target = run_backtest(demand, BacktestSettings(fleet), None, oracle_solver, ("oracle",))
+    busy = BacktestSettings(fleet, oracle_utilization=1.0)
+    full = run_backtest(demand, busy, None, oracle_solver, ("oracle",))
+    assert at_target.oracle is not None
+    assert full.oracle is not None
+    assert at_target.oracle.objective_usd == pytest.approx(5.0)
+    assert full.oracle.objective_usd == pytest.approx(3.25)
+    with pytest.raises(InvalidInputError, match="oracle_utilization"):
+        BacktestSettings(fleet, oracle_utilization=1.5)
+
+
 def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> None:
     fleet = FleetModel(
         replica_tokens_per_second=100,
@@ -267,7 +289,9 @@ def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> Non
     )
     demand = _bursty(150)
     market = [8] * 60 + [2] * 30 + [8] * 60
-    result = run_backtest(demand, BacktestSettings(fleet), market, oracle_solver)
+    # Planned 100% busy, it bounds every policy (they may run replicas that busy too).
+    settings = BacktestSettings(fleet, oracle_utilization=1.0)
+    result = run_backtest(demand, settings, market, oracle_solver)
     oracle = result.policies["oracle"]
     assert oracle.shortfall_token_ratio == 0
     assert result.oracle is not None
@@ -345,6 +369,40 @@ def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> No
     assert no_market.spot_replica_hours == 0
     assert no_market.shortfall_tokens == with_spot.shortfall_tokens == 0
     assert no_market.on_demand_replica_hours > with_spot.on_demand_replica_hours
+
+
+def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_base() -> None:
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    # Two hours of a slow wave around 800 tokens/s: a P50 base of several replicas.
+    demand = [(800 + 200 * math.sin(t / 60)) * fleet.step_s for t in range(720)]
+
+    def run(market_base: bool, market: list[int] | None) -> tuple[PlannerPolicy, PolicyResult]:
+        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_market_base=market_base)
+        assert isinstance(planner, PlannerPolicy)
+        return planner, simulate(demand, planner, fleet, market)
+
+    # No preemptions: the estimate of the interruption rate falls with the spot replica-hours
+    # run, and the base with it, to what the spot fraction alone requires; spot carries more.
+    _, calm = run(False, None)
+    market_base, calmer = run(True, None)
+    assert calmer.shortfall_tokens == calm.shortfall_tokens == 0
+    assert calmer.on_demand_replica_hours < 0.8 * calm.on_demand_replica_hours
+    assert calmer.spot_replica_hours > calm.spot_replica_hours
+    assert calmer.cost_usd < calm.cost_usd
+    late = market_base.decisions[-10:]
+    for od, spot in late:
+        # On demand is now what the spot fraction requires of this fleet: with one on-demand
+        # replica less, spot could not make up the same fleet.
+        fewer = od - 1
+        assert fewer + (spot_fraction_bound(0.7, fewer) or 0) < od + spot
+    # A market that takes spot away every few minutes from the start: the rate seen is above
+    # the configured one at once, so the base is the P50 base throughout.
+    storm = [0 if (t // 12) % 3 == 0 else 12 for t in range(720)]
+    stormy_seed, _ = run(False, storm)
+    stormy_market, _ = run(True, storm)
+    assert stormy_market.decisions == stormy_seed.decisions
 
 
 def test_every_policy_runs_and_reports_in_order() -> None:

@@ -1026,6 +1026,21 @@ def backtest(
             "--target-utilization)."
         ),
     ] = 1.0,
+    planner_market_base: Annotated[
+        bool,
+        typer.Option(
+            help="Scale the planner's on-demand base by the spot market seen so far: it falls "
+            "while spot runs without preemptions, back at the first one (cheaper in a calm "
+            "market, shorter of tokens when a storm follows one)."
+        ),
+    ] = False,
+    oracle_utilization: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of a replica's throughput the oracle may plan on, (0, 1] (default: "
+            "--target-utilization, as every policy is sized; 1: a fleet run 100% busy)."
+        ),
+    ] = None,
     oracle_time_limit_s: Annotated[
         float,
         typer.Option(help="Stop the oracle's solver after this long and keep its best plan, s."),
@@ -1051,8 +1066,9 @@ def backtest(
     peak), seed_hybrid (the seed's on-demand P50 base + spot for the peak), reactive
     (KEDA/HPA-style queue scaling, on demand only), planner (ours: costengine.spotplan each
     tick, past data only) and oracle (perfect foresight: a mixed-integer program, the lower
-    bound). Reports cost, $/1M tokens, shortfall (work not served within --latency-bound-s),
-    scale actions, spot preemptions and savings against on_demand_peak.
+    bound for a fleet at the target utilization). Reports cost, $/1M tokens, shortfall (work
+    not served within --latency-bound-s), scale actions, spot preemptions and savings against
+    on_demand_peak.
 
     The model is a capacity-level simulation in --step-s steps; a replica serves the throughput
     model's tokens/s at the trace's mean request shape. Defaults: a 120 s cold start (an
@@ -1095,6 +1111,8 @@ def backtest(
             rate_window_s=rate_window_s,
             planner_headroom=planner_headroom,
             planner_base_utilization=planner_base_utilization,
+            planner_market_base=planner_market_base,
+            oracle_utilization=oracle_utilization,
             oracle_time_limit_s=oracle_time_limit_s,
             peak_replicas=peak_replicas,
             load_scale=load_scale,
