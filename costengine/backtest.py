@@ -937,10 +937,9 @@ def oracle_program(
     lower = [0.0] * size
     upper = [math.inf] * size
     integrality = [0] * size
+    c = fleet.replica_tokens_per_step * utilization  # tokens a replica may serve in a step
     # No plan needs more replicas than serve the busiest step within the step itself.
-    most = float(
-        max(1, math.ceil(max(demand_tokens) / (fleet.replica_tokens_per_step * utilization) - _EPS))
-    )
+    most = float(max(1, math.ceil(max(demand_tokens) / c - _EPS)))
     for p in range(periods):
         seconds = min(per, n - p * per) * fleet.step_s
         objective[o + p] = od_price * seconds
@@ -972,7 +971,6 @@ def oracle_program(
         row_lower.append(lo)
         row_upper.append(hi)
 
-    c = fleet.replica_tokens_per_step * utilization
     for t in range(n):
         p = t // per
         # Served ≤ the period's capacity.
