@@ -65,9 +65,9 @@ The policies
 - ``planner`` (ours): each tick `costengine.spotplan.plan_spot` on the observed history (the
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
   recent-peak horizon of one cold start (at least the rate window), as the operator calls it,
-  with the operator's limits (target utilization, 10% headroom, the spot fraction and a spot cap
-  of the on-demand peak fleet). The driver adds four mechanisms around it, all on past data
-  (and a fifth, optional):
+  with the operator's limits (target utilization, the burst margin at its P90 and no extra
+  headroom, the spot fraction and a spot cap of the on-demand peak fleet). The driver adds
+  four mechanisms around it, all on past data (and a fifth, optional):
   1. The on-demand base is the plan's ``recommended_on_demand_base`` (the P50 of the history so
      far) computed with replicas counted at ``base_utilization`` of their throughput (default
      1: a second `plan_spot` call with ``target_utilization = 1``). The base carries typical
@@ -79,7 +79,8 @@ The policies
      worth its interruptions), asking for spot adds no capacity.
   3. Spot the market does not give (preempted, or not obtainable: pending replicas) is covered
      on demand at once and for one cold start after the market gives it back, then released;
-     the cover never takes on demand past the needed fleet.
+     the cover never takes on demand past the needed fleet. Make before break: on demand that
+     spot is to replace is released only as spot replicas become ready.
   4. Spot is priced with the market as seen so far: preemptions per spot replica-hour and the
      on-demand cover each took (cover for spot that could not be started counts too), decayed
      with a 1-hour half-life, the planner's defaults as a prior; `plan_spot` then recommends no
@@ -578,6 +579,11 @@ class PlannerPolicy:
         # does not make it unnecessary); the cover never takes on demand past the needed fleet.
         plan = self._plan(obs, b.desired, economics)
         cover = min(max(m for _, m in self._missing), max(0, plan.needed_replicas - b.desired))
+        # Make before break: on demand that spot is to replace is released only as spot
+        # replicas serve, never ahead of them (the part of the needed fleet that ready spot
+        # does not carry stays, up to what runs now).
+        held = 0 if start else min(obs.on_demand.desired, plan.needed_replicas - obs.spot.ready)
+        cover = max(cover, held - b.desired)
         self._last_cover = cover
         od = self.on_demand_limits.clamp(b.desired + cover)
         spot_wanted = self.spot_limits.clamp(plan.spot_replicas)
@@ -1026,8 +1032,11 @@ class BacktestSettings:
     """The planner's and the oracle's bound on spot ÷ all replicas."""
     max_spot_replicas: int | None = None
     """The planner's and the oracle's spot cap (default: the on-demand peak fleet)."""
-    planner_headroom: float = 0.1
+    planner_headroom: float = 0.0
     """`SpotLimits.headroom` of the planner (the operator's default)."""
+    planner_burst_quantile: float | None = 0.9
+    """`SpotLimits.burst_quantile` of the planner (the operator's default; None: the
+    recent-peak rule)."""
     planner_base_utilization: float = 1.0
     """Share of a replica's throughput the planner's on-demand base is sized at."""
     planner_market_base: bool = False
@@ -1039,6 +1048,9 @@ class BacktestSettings:
     def __post_init__(self) -> None:
         if self.oracle_utilization is not None:
             require_ratio("oracle_utilization", self.oracle_utilization)
+        require_non_negative("planner_headroom", self.planner_headroom)
+        if self.planner_burst_quantile is not None:
+            require_ratio("planner_burst_quantile", self.planner_burst_quantile, allow_zero=True)
 
     @property
     def oracle_share(self) -> float:
@@ -1084,9 +1096,10 @@ def make_policy(
     seed_base: int,
     max_spot_replicas: int,
     max_spot_fraction: float,
-    planner_headroom: float = 0.1,
+    planner_headroom: float = 0.0,
     planner_base_utilization: float = 1.0,
     planner_market_base: bool = False,
+    planner_burst_quantile: float | None = 0.9,
 ) -> Policy:
     """A fresh policy by name (not the oracle, which needs its plan)."""
     if name == "on_demand_peak":
@@ -1119,8 +1132,10 @@ def make_policy(
             max_spot_fraction=max_spot_fraction,
             target_utilization=fleet.target_utilization,
             headroom=planner_headroom,
+            burst_quantile=planner_burst_quantile,
         )
-        # As the operator does: the peak of the last cold start (at least the rate window).
+        # As the operator does: the lead (the recent-peak horizon) is one cold start, at least
+        # the rate window.
         recent_s = max(fleet.cold_start_s, fleet.rate_window_s)
         horizon = max(1, math.ceil(recent_s / fleet.control_period_s - _EPS))
         return PlannerPolicy(
@@ -1201,6 +1216,7 @@ def run_backtest(
                 settings.planner_headroom,
                 settings.planner_base_utilization,
                 settings.planner_market_base,
+                settings.planner_burst_quantile,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")
         results[name] = simulate(demand_tokens, policy, fleet, spot_available)

@@ -9,12 +9,24 @@ I/O; the caller passes the time and keeps the governor's state.
 The planner, `plan_spot`
 ------------------------
 1. A replica's usable capacity is ``tokens_per_second × target_utilization``.
-2. Sizing demand is ``max(current, peak of the recent samples) × (1 + headroom)``. A spot
-   replica serves only ``cold_start_s`` after it is asked for, so a fleet sized for the demand
-   of this instant is late for a burst; sizing for the recent peak keeps capacity for a burst
-   that recurs. ``recent_peak_horizon`` says how many trailing samples are "recent" (all by
-   default); a caller should make it span at least one cold start.
-3. Needed replicas: ``ceil(sizing demand ÷ usable capacity)``, 0 when the demand is 0.
+2. Sizing, by default the burst rule (``burst_quantile`` set): a replica ordered now serves
+   only a lead time later (``recent_peak_horizon`` samples, which a caller should make span
+   one cold start), so the fleet must carry, until then, whatever demand rises to. The
+   history says how far it rises: for each past sample at or above the current level, the
+   highest of its next ``lead`` samples less it (0 when demand fell) is one observed rise,
+   and the burst margin is the ``burst_quantile`` of those rises (`burst_margin`; rises from
+   lower levels are left out, or the top of a burst would carry a second one on top). Needed
+   replicas cover both ``current × (1 + headroom)`` at the target utilization (steady
+   serving) and ``current + margin`` at full throughput (a burst may run replicas 100%
+   busy for one lead time, while the replicas it triggers start; latency grows, no work is
+   lost). A flat
+   history asks for no margin beyond the target utilization's slack; a history of bursts
+   from silence keeps spare replicas for the next one. With ``burst_quantile = None``, the
+   recent-peak rule: sizing demand ``max(current, peak of the last recent_peak_horizon
+   samples) × (1 + headroom)`` at the target utilization (the seed's "size for the peak").
+   ``recent_peak_horizon = None`` makes the whole history recent (the lead: all later
+   samples).
+3. Needed replicas: the above rounded up; 0 when the current demand and the margin are 0.
 4. On demand first, spot for the rest: unclamped spot = ``max(0, needed − on_demand)``.
 5. Limits, in this order: ``[min_replicas, max_replicas]``, then the global cap, then the spot
    fraction ``spot ≤ f × (on_demand + spot)``, i.e. ``spot ≤ floor(f ÷ (1 − f) × on_demand)``
@@ -67,6 +79,7 @@ Turns a recommendation into a replica count to set, HPA-style:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -150,8 +163,11 @@ class SpotLimits:
     """Size so replicas run at most this busy, (0, 1]."""
     base_quantile: float = 0.5
     """The on-demand base covers this quantile of demand (the seed: P50), [0, 1]."""
-    headroom: float = 0.1
-    """Extra demand margin for spot sizing, ≥ 0."""
+    headroom: float = 0.0
+    """Extra margin over the sizing demand at the target utilization, ≥ 0 (module, step 2)."""
+    burst_quantile: float | None = 0.9
+    """The burst margin covers this quantile of the rises seen within one lead time, [0, 1];
+    None: the recent-peak rule (module, step 2)."""
     global_cap: int | None = None
     """Operator-wide cap on the spot replicas of one workload."""
 
@@ -167,6 +183,8 @@ class SpotLimits:
         require_ratio("target_utilization", self.target_utilization)
         require_ratio("base_quantile", self.base_quantile, allow_zero=True)
         require_non_negative("headroom", self.headroom)
+        if self.burst_quantile is not None:
+            require_ratio("burst_quantile", self.burst_quantile, allow_zero=True)
         if self.global_cap is not None:
             require_non_negative("global_cap", self.global_cap)
 
@@ -183,9 +201,10 @@ class WorkloadTraits:
 @dataclass(frozen=True, slots=True)
 class SpotPlan:
     demand_tokens_per_second: float
-    """The demand the plan is sized for, after headroom."""
+    """The demand the plan is sized for at the target utilization, after headroom (with the
+    burst rule: the current demand, or the burst at full throughput if that needs more)."""
     needed_replicas: int
-    """Replicas (on demand + spot) the sizing demand needs at the target utilization."""
+    """Replicas (on demand + spot) the sizing needs (module, steps 2-3)."""
     on_demand_replicas: int
     """On-demand replicas running now (the input, echoed)."""
     recommended_on_demand_base: int
@@ -222,6 +241,41 @@ def spot_fraction_bound(max_spot_fraction: float, on_demand_replicas: int) -> in
     return math.floor(bound + _EPS)
 
 
+def burst_margin(
+    history: Sequence[float], current: float, lead: int | None, quantile: float
+) -> float:
+    """How far demand may rise from `current` within `lead` samples: the `quantile` of the
+    rises seen from the samples of `history` (oldest first) at or above `current`, each the
+    highest of its next `lead` samples (`current` last) less it, 0 when demand fell (`lead`
+    None: all later samples). 0 when no sample is at or above `current` (a new high: the
+    target utilization's slack is the margin) or ``lead = 0``.
+
+    Rises from the current level or above, not from any level: at the top of a burst the
+    rises seen from silence say nothing about what comes next, and counting them would stack
+    a second burst on the first."""
+    require_ratio("quantile", quantile, allow_zero=True)
+    require_non_negative("current", current)
+    if lead is not None:
+        require_non_negative("lead", lead)
+    samples = [*history, current]
+    n = len(samples)
+    if n < 2 or lead == 0:
+        return 0.0
+    span = n if lead is None else lead
+    rises: list[float] = []
+    window: deque[int] = deque()  # later samples in reach, highest first (a monotone deque)
+    for i in range(n - 2, -1, -1):
+        j = i + 1
+        while window and samples[window[-1]] <= samples[j]:
+            window.pop()
+        window.append(j)
+        while window[0] > i + span:
+            window.popleft()
+        if samples[i] >= current:
+            rises.append(max(0.0, samples[window[0]] - samples[i]))
+    return _quantile(rises, quantile) if rises else 0.0
+
+
 def _percentile_name(q: float) -> str:
     return f"P{q * 100:.3g}"
 
@@ -249,11 +303,22 @@ def plan_spot(
         require_non_negative("recent_peak_horizon", recent_peak_horizon)
 
     usable = economics.tokens_per_second * limits.target_utilization
-    recent = list(demand_history)
-    if recent_peak_horizon is not None:
-        recent = recent[-recent_peak_horizon:] if recent_peak_horizon else []
-    sizing = float(max([current_demand, *recent])) * (1 + limits.headroom)
-    needed = _replicas_for(sizing, usable)
+    steady = current_demand * (1 + limits.headroom)
+    if limits.burst_quantile is None:
+        recent = list(demand_history)
+        if recent_peak_horizon is not None:
+            recent = recent[-recent_peak_horizon:] if recent_peak_horizon else []
+        sizing = float(max([current_demand, *recent])) * (1 + limits.headroom)
+        needed = _replicas_for(sizing, usable)
+    else:
+        margin = burst_margin(
+            demand_history, current_demand, recent_peak_horizon, limits.burst_quantile
+        )
+        burst = current_demand + margin
+        needed = max(
+            _replicas_for(steady, usable), _replicas_for(burst, economics.tokens_per_second)
+        )
+        sizing = max(steady, burst * limits.target_utilization)
     base = _replicas_for(_quantile([*demand_history, current_demand], limits.base_quantile), usable)
     if sizing > 0:
         base = max(base, 1)

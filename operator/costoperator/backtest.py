@@ -144,7 +144,9 @@ class BacktestOptions:
     max_spot_fraction: float = 0.7
     warmup_s: float = _FLEET["warmup_s"]
     rate_window_s: float = 60.0
-    planner_headroom: float = 0.1
+    planner_headroom: float = 0.0
+    planner_burst_quantile: float | None = 0.9
+    """None: the planner sizes for the recent peak (`SpotLimits.burst_quantile`)."""
     planner_base_utilization: float = 1.0
     planner_market_base: bool = False
     oracle_utilization: float | None = None
@@ -382,6 +384,7 @@ def run(options: BacktestOptions) -> Backtest:
         fleet=fleet,
         max_spot_fraction=options.max_spot_fraction,
         planner_headroom=options.planner_headroom,
+        planner_burst_quantile=options.planner_burst_quantile,
         planner_base_utilization=options.planner_base_utilization,
         planner_market_base=options.planner_market_base,
         oracle_utilization=options.oracle_utilization,
@@ -489,6 +492,7 @@ def report(bt: Backtest) -> dict[str, Any]:
             "warmup_s": f.warmup_steps * f.step_s,
             "rate_window_s": f.rate_window_s,
             "planner_headroom": r.settings.planner_headroom,
+            "planner_burst_quantile": r.settings.planner_burst_quantile,
             "planner_base_utilization": r.settings.planner_base_utilization,
             "planner_market_base": r.settings.planner_market_base,
             "oracle_utilization": r.settings.oracle_share,

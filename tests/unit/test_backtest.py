@@ -361,7 +361,8 @@ def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> No
                        warmup_s=300)  # fmt: skip
     # Minutes of 400 and 1,000 tokens/s: the P50 base (7 replicas at full throughput) alone
     # drops work in the busy minutes, so spot that never comes must be made up on demand, also
-    # once the planner has given up on spot.
+    # once the planner has given up on spot, and when it tries spot again: the on-demand
+    # replicas spot is to replace stay until spot serves (make before break).
     demand = [(1000.0 if (t // 6) % 2 else 400.0) * fleet.step_s for t in range(360)]
     with_spot = simulate(demand, make_policy("planner", fleet, 12, 2, 8, 0.7), fleet)
     no_market = simulate(demand, make_policy("planner", fleet, 12, 2, 8, 0.7), fleet, [0] * 360)

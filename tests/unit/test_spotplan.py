@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
@@ -20,11 +20,13 @@ from costengine.spotplan import (
     ReplicaEconomics,
     SpotLimits,
     WorkloadTraits,
+    burst_margin,
     govern,
     hold,
     plan_spot,
     spot_fraction_bound,
 )
+from costengine.tenancy import _quantile
 
 # The seed's A100 prices: $2.21/h on demand, $0.73/h spot.
 SEED = ReplicaEconomics(
@@ -35,8 +37,9 @@ SEED = ReplicaEconomics(
     interruptions_per_replica_hour=0,
     lost_work_s_per_interruption=0,
 )
-# Replicas serve exactly their capacity, no margin: N × 1000 tokens/s needs N replicas.
-EXACT = SpotLimits(target_utilization=1.0, headroom=0.0)
+# Replicas serve exactly their capacity, no margin: N × 1000 tokens/s needs N replicas. The
+# seed sizes spot for the peak: the recent-peak rule.
+EXACT = SpotLimits(target_utilization=1.0, headroom=0.0, burst_quantile=None)
 # Typical traffic 4,000 tokens/s (P50 → 4 on demand); with a current 8,000 (→ 4 more on spot).
 SEED_HISTORY = [3000.0, 4000.0, 4000.0, 4000.0, 5000.0]
 
@@ -94,8 +97,8 @@ def test_interruption_pricing_by_hand() -> None:
     assert plan.all_on_demand_usd_per_hour == pytest.approx(7 * 4.42)
 
 
-def test_sizing_demand_is_the_recent_peak_with_headroom_at_target_utilization() -> None:
-    limits = SpotLimits(target_utilization=0.5, headroom=0.25, max_replicas=20)
+def test_recent_peak_rule_sizes_for_the_peak_with_headroom_at_target_utilization() -> None:
+    limits = SpotLimits(target_utilization=0.5, headroom=0.25, max_replicas=20, burst_quantile=None)
     history = [9000.0, 1000.0, 2000.0, 1600.0]
     # All history: 9,000 × 1.25 = 11,250 tokens/s over 500 usable → 23 replicas.
     everything = plan_spot(history, 1000, 10, SEED, limits)
@@ -110,6 +113,80 @@ def test_sizing_demand_is_the_recent_peak_with_headroom_at_target_utilization() 
     # Horizon 0: only the current demand counts; a horizon beyond the history is all of it.
     assert plan_spot(history, 1000, 10, SEED, limits, recent_peak_horizon=0).needed_replicas == 3
     assert plan_spot(history, 0, 10, SEED, limits, recent_peak_horizon=99).needed_replicas == 23
+
+
+def test_burst_margin_is_the_quantile_of_the_rises_within_the_lead() -> None:
+    history = [0.0, 0.0, 600.0, 0.0, 0.0, 0.0, 700.0, 100.0]
+    # From silence (current 0) every sample counts. Lead 2: the rises are 600, 600, 0 (fell),
+    # 0, 700, 700, 0, 0: the top is 700, the bottom 0, the median half-way from 0 to 600.
+    assert burst_margin(history, 0, 2, 1.0) == 700
+    assert burst_margin(history, 0, 2, 0.0) == 0
+    assert burst_margin(history, 0, 2, 0.5) == pytest.approx(300)
+    # Lead 1: only 0 → 600 and 0 → 700 rise.
+    assert burst_margin(history, 0, 1, 0.5) == 0
+    assert burst_margin(history, 0, 1, 1.0) == 700
+    # No lead: against every later sample (0 → 700 from each 0 before it).
+    assert burst_margin(history, 0, None, 0.5) == 700
+    # At 100 tokens/s only 600, 700 and 100 are at or above the current level, and demand
+    # fell after each: no margin.
+    assert burst_margin(history, 100, 2, 1.0) == 0
+    assert burst_margin(history, 0, 0, 1.0) == burst_margin([], 5.0, 4, 1.0) == 0
+
+
+def test_burst_margin_counts_rises_from_the_current_level_or_above() -> None:
+    # At 100: 100 → 500 twice, 500 → 100 and 900 → 100 fall; 0 → 900 starts below and does not
+    # count (at the top of a burst the rises from silence would stack a second burst).
+    history = [100.0, 500.0, 100.0, 500.0, 0.0, 900.0]
+    assert burst_margin(history, 100, 1, 1.0) == 400
+    assert burst_margin(history, 100, 1, 0.5) == 0
+    assert burst_margin(history, 0, 1, 1.0) == 900
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e5), max_size=30),
+    st.floats(0, 1e5),
+    st.none() | st.integers(0, 10),
+    st.floats(0, 1),
+)
+def test_burst_margin_matches_the_rises_counted_one_by_one(
+    history: list[float], current: float, lead: int | None, q: float
+) -> None:
+    samples = [*history, current]
+    span = len(samples) if lead is None else lead
+    rises = [
+        max(0.0, max(samples[i + 1 : i + 1 + span]) - samples[i])
+        for i in range(len(samples) - 1)
+        if span > 0 and samples[i] >= current
+    ]
+    expected = _quantile(rises, q) if rises else 0.0
+    assert burst_margin(history, current, lead, q) == pytest.approx(expected)
+
+
+def test_burst_rule_keeps_spare_replicas_for_bursts_from_silence_and_none_for_flat_traffic() -> (
+    None
+):
+    limits = SpotLimits(max_replicas=20)  # target utilization 0.7, P90 burst margin
+    # Flat traffic: nothing rises, so the fleet is the current demand at the target
+    # utilization, ceil(4000 / 700) = 6; the peak rule with 10% headroom would ask for 7.
+    flat = plan_spot([4000.0] * 20, 4000, 2, SEED, limits, recent_peak_horizon=4)
+    assert flat.needed_replicas == 6
+    peak = replace(limits, burst_quantile=None, headroom=0.1)
+    assert plan_spot([4000.0] * 20, 4000, 2, SEED, peak, recent_peak_horizon=4).needed_replicas == 7
+    # A 5,000 tokens/s burst from silence every 8 samples: 16 of the 40 samples see one within
+    # the next 4, so the P90 rise from silence is 5,000. Now silent, and the burst of the last
+    # cold start past: the peak rule keeps nothing, the burst rule 5 replicas (5,000 at full
+    # throughput).
+    history = [5000.0 if i % 8 == 0 else 0.0 for i in range(40)]
+    assert plan_spot(history, 0, 2, SEED, peak, recent_peak_horizon=4).needed_replicas == 0
+    bursty = plan_spot(history, 0, 2, SEED, limits, recent_peak_horizon=4)
+    assert bursty.needed_replicas == 5
+    assert bursty.spot_replicas == 3
+    assert bursty.demand_tokens_per_second == pytest.approx(5000 * 0.7)
+    # At the top of a burst no rise was ever seen from there (demand fell after each): the
+    # margin is 0 and the steady term sizes the fleet, ceil(5000 / 700) = 8, not a second
+    # burst stacked on the first.
+    assert plan_spot(history, 5000, 2, SEED, limits, recent_peak_horizon=4).needed_replicas == 8
 
 
 def test_base_covers_the_quantile_of_history_and_current_without_headroom() -> None:
@@ -347,6 +424,7 @@ def spot_limits(draw: st.DrawFn) -> SpotLimits:
         target_utilization=draw(st.floats(0.05, 1)),
         base_quantile=draw(st.floats(0, 1)),
         headroom=draw(st.floats(0, 1)),
+        burst_quantile=draw(st.none() | st.floats(0, 1)),
         global_cap=draw(st.none() | st.integers(0, 20)),
     )
 
@@ -411,6 +489,13 @@ def test_plan_stays_within_its_limits_and_prices_consistently(
     assert plan.needed_replicas * econ.tokens_per_second * limits.target_utilization >= (
         plan.demand_tokens_per_second * (1 - 1e-9)
     )
+    if limits.burst_quantile is not None:
+        # Steady serving at the target utilization, the burst at full throughput.
+        steady = current * (1 + limits.headroom)
+        usable = econ.tokens_per_second * limits.target_utilization
+        assert plan.needed_replicas * usable >= steady * (1 - 1e-9)
+        margin = burst_margin(history, current, horizon, limits.burst_quantile)
+        assert plan.needed_replicas * econ.tokens_per_second >= (current + margin) * (1 - 1e-9)
 
 
 # --- The governor: worked examples --------------------------------------------------------------

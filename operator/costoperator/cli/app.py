@@ -1016,8 +1016,26 @@ def backtest(
         typer.Option(help="Policies observe the arrival rate over this trailing window, s."),
     ] = 60.0,
     planner_headroom: Annotated[
-        float, typer.Option(help="The planner's demand margin (SpotLimits.headroom).")
-    ] = 0.1,
+        float,
+        typer.Option(
+            help="The planner's margin over current demand at the target utilization "
+            "(SpotLimits.headroom), ≥ 0."
+        ),
+    ] = 0.0,
+    planner_burst_quantile: Annotated[
+        float,
+        typer.Option(
+            help="The planner's burst margin: this quantile, in [0, 1], of the rises in demand "
+            "seen within one cold start, carried at full throughput until new replicas serve."
+        ),
+    ] = 0.9,
+    planner_recent_peak: Annotated[
+        bool,
+        typer.Option(
+            help="Size the planner for the peak of the last cold start instead of the burst "
+            "margin (the earlier rule)."
+        ),
+    ] = False,
     planner_base_utilization: Annotated[
         float,
         typer.Option(
@@ -1110,6 +1128,7 @@ def backtest(
             warmup_s=warmup_s,
             rate_window_s=rate_window_s,
             planner_headroom=planner_headroom,
+            planner_burst_quantile=None if planner_recent_peak else planner_burst_quantile,
             planner_base_utilization=planner_base_utilization,
             planner_market_base=planner_market_base,
             oracle_utilization=oracle_utilization,
