@@ -1,7 +1,8 @@
 """The spot backtest on the three shared request traces; prints JSON.
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
-        [--oracle-utilization U] [--planner-market-base] [--preemption-offset-s S]
+        [--oracle-utilization U] [--planner-market-base] [--planner-recent-peak]
+        [--preemption-offset-s S]
 
 For each trace of the shared data folder and each spot-market speedup (default: 1, the market
 replayed in real time, which is `llmcost backtest`'s default; and 24, a day of the market in
@@ -55,6 +56,11 @@ def main() -> int:
         help="scale the planner's on-demand base by the spot market seen so far",
     )
     parser.add_argument(
+        "--planner-recent-peak",
+        action="store_true",
+        help="size the planner for the recent peak plus 10%% headroom (the earlier rule)",
+    )
+    parser.add_argument(
         "--preemption-offset-s", type=float, default=0.0, help="start this far into the market"
     )
     args = parser.parse_args()
@@ -74,6 +80,11 @@ def main() -> int:
                 spot_speedup=speedup,
                 spot_offset_s=args.preemption_offset_s,
                 planner_market_base=args.planner_market_base,
+                **(
+                    {"planner_burst_quantile": None, "planner_headroom": 0.1}
+                    if args.planner_recent_peak
+                    else {}
+                ),
                 oracle_utilization=args.oracle_utilization,
                 out=out,
                 progress=False,
