@@ -148,8 +148,8 @@ def plan_for_policy(
         on_demand_usd_per_gpu_hour=on_demand_usd,
         spot_usd_per_gpu_hour=spot_usd,
     )
-    # Bursts that matter are those a spot replica ordered now could still meet: the peak of
-    # the last cold start (at least the rate window).
+    # The planner's lead: a spot replica ordered now serves a cold start later (at least the
+    # rate window), so the burst margin counts rises within that many samples.
     recent = history.values(key, since=now - max(economics.cold_start_s, policy.window_s))
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
     try:
