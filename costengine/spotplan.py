@@ -19,13 +19,12 @@ The planner, `plan_spot`
    replicas cover both ``current × (1 + headroom)`` at the target utilization (steady
    serving) and ``current + margin`` at full throughput (a burst may run replicas 100%
    busy for one lead time, while the replicas it triggers start; latency grows, no work is
-   lost). A flat
-   history asks for no margin beyond the target utilization's slack; a history of bursts
-   from silence keeps spare replicas for the next one. With ``burst_quantile = None``, the
-   recent-peak rule: sizing demand ``max(current, peak of the last recent_peak_horizon
-   samples) × (1 + headroom)`` at the target utilization (the seed's "size for the peak").
-   ``recent_peak_horizon = None`` makes the whole history recent (the lead: all later
-   samples).
+   lost). A flat history asks for no margin beyond the target utilization's slack; a history
+   of bursts from silence keeps spare replicas for the next one. With ``burst_quantile =
+   None``, the recent-peak rule: sizing demand ``max(current, peak of the last
+   recent_peak_horizon samples) × (1 + headroom)`` at the target utilization (the seed's
+   "size for the peak"). ``recent_peak_horizon = None`` makes the whole history recent (the
+   lead: all later samples).
 3. Needed replicas: the above rounded up; 0 when the current demand and the margin are 0.
 4. On demand first, spot for the rest: unclamped spot = ``max(0, needed − on_demand)``.
 5. Limits, in this order: ``[min_replicas, max_replicas]``, then the global cap, then the spot
