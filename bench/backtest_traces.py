@@ -1,16 +1,17 @@
 """The spot backtest on the three shared request traces; prints JSON.
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
-        [--oracle-utilization U] [--planner-market-base] [--planner-recent-peak]
-        [--preemption-offset-s S]
+        [--oracle-utilization U] [--planner-market-base | --planner-p50-base]
+        [--planner-recent-peak] [--preemption-offset-s S] [--preemption-notice-s S]
 
 For each trace of the shared data folder and each spot-market speedup (default: 1, the market
 replayed in real time, which is `llmcost backtest`'s default; and 24, a day of the market in
 the trace's hour, a stress test), runs `llmcost backtest`'s defaults otherwise: Llama-2 70B on
 4× A100-80GB at the seed's prices, the load scaled so the on-demand peak fleet is 8 replicas,
-the shared 4-node AWS us-east-1f preemption trace, a 120 s cold start, billing per started
-minute, a 20 s limit on the oracle's solver. Per policy: cost, $/1M tokens, shortfall, scale
-actions, preemptions, savings against on_demand_peak; and the issue's goals for the planner.
+the shared 4-node AWS us-east-1f preemption trace, a 120 s cold start, AWS's 120 s preemption
+notice, billing per started minute, a 20 s limit on the oracle's solver. Per policy: cost, $/1M
+tokens, shortfall, scale actions, preemptions, savings against on_demand_peak; and the issue's
+goals for the planner.
 With --out, each run's summary.json and plots go to DIR/<speedup>x/<trace>/.
 """
 
@@ -50,10 +51,22 @@ def main() -> int:
         default=None,
         help="the oracle's utilization bound (default: the target utilization; 1: 100%% busy)",
     )
-    parser.add_argument(
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument(
         "--planner-market-base",
-        action="store_true",
-        help="scale the planner's on-demand base by the spot market seen so far",
+        dest="planner_market_base",
+        action="store_const",
+        const=True,
+        default=None,
+        help="scale the planner's on-demand base by the spot market seen so far (default: when "
+        "the preemption notice covers the cold start)",
+    )
+    base.add_argument(
+        "--planner-p50-base",
+        dest="planner_market_base",
+        action="store_const",
+        const=False,
+        help="keep the planner's on-demand base at the P50 of demand",
     )
     parser.add_argument(
         "--planner-recent-peak",
@@ -62,6 +75,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--preemption-offset-s", type=float, default=0.0, help="start this far into the market"
+    )
+    parser.add_argument(
+        "--preemption-notice-s",
+        type=float,
+        default=None,
+        help="how long ahead the market announces a preemption (default: llmcost's, 120 s)",
     )
     args = parser.parse_args()
     speedups = args.speedup or [1.0, 24.0]
@@ -80,6 +99,11 @@ def main() -> int:
                 spot_speedup=speedup,
                 spot_offset_s=args.preemption_offset_s,
                 planner_market_base=args.planner_market_base,
+                **(
+                    {"preemption_notice_s": args.preemption_notice_s}
+                    if args.preemption_notice_s is not None
+                    else {}
+                ),
                 **(
                     {"planner_burst_quantile": None, "planner_headroom": 0.1}
                     if args.planner_recent_peak

@@ -31,13 +31,19 @@ The fleet model ("fluid", one number per step)
   asked for. A change of a desired count is a **scale action**.
 - Spot: ``spot_available[t]`` is how many spot replicas the market gives at step ``t``. When it
   drops below the spot replicas that exist (ready or starting), the newest are **preempted**
-  (lost at once, billed until then; the 2-minute notice is not used to keep serving, and
-  in-flight work is assumed drained during it, so none is redone). While it is below the desired
-  count, no spot replica can be started; replacements start when it recovers.
+  (lost at once, billed until then; in-flight work is assumed drained during the notice, so
+  none is redone). While it is below the desired count, no spot replica can be started;
+  replacements start when it recovers.
+- Preemption notice: the market announces a preemption ``preemption_notice_s`` ahead (default
+  120 s, AWS's two-minute Spot interruption notice; GCP and Azure give 30 s, 0 for none), and
+  the replica serves until it goes. Policies see how many of their spot replicas are under
+  notice; a replacement asked for at the notice serves about when the replica goes if the notice
+  is at least a cold start.
 - Observation: at each control tick a policy sees the arrival rate over the trailing
   ``rate_window_s`` (default 60 s, Prometheus' ``rate(x[1m])``, the shortest window the policy
   CRD allows), the rates of earlier ticks, the queue, its own replicas (desired, ready,
-  starting) and the preemptions and spot replica-seconds so far; never the market or the future.
+  starting), the preemptions and spot replica-seconds so far and the spot replicas under a
+  preemption notice; never the market or the future beyond the notice.
 - Start and warm-up: every policy's first decision is made at time 0 from the first step's
   demand (what the fleet was serving just before the trace began) and that fleet is warm: ready
   at once. A recorded trace starts abruptly (the Azure conversation trace ramps from 0.8 to 7
@@ -67,7 +73,7 @@ The policies
   recent-peak horizon of one cold start (at least the rate window), as the operator calls it,
   with the operator's limits (target utilization, the burst margin at its P90 and no extra
   headroom, the spot fraction and a spot cap of the on-demand peak fleet). The driver adds
-  four mechanisms around it, all on past data (and a fifth, optional):
+  five mechanisms around it, all on past data and the market's preemption notices:
   1. The on-demand base is the plan's ``recommended_on_demand_base`` (the P50 of the history so
      far) computed with replicas counted at ``base_utilization`` of their throughput (default
      1: a second `plan_spot` call with ``target_utilization = 1``). The base carries typical
@@ -77,19 +83,23 @@ The policies
   2. The base is raised until the plan's spot carries the rest of the needed fleet: past the
      spot limits (count and fraction), or when `plan_spot` recommends no spot (refused, or not
      worth its interruptions), asking for spot adds no capacity.
-  3. Spot the market does not give (preempted, or not obtainable: pending replicas) is covered
-     on demand at once and for one cold start after the market gives it back, then released;
+  3. Spot the market does not give (preempted, under a preemption notice, or not obtainable:
+     pending replicas) is covered on demand at once and for one cold start after the market
+     gives it back, then released;
      the cover never takes on demand past the needed fleet. Make before break: on demand that
      spot is to replace is released only as spot replicas become ready.
   4. Spot is priced with the market as seen so far: preemptions per spot replica-hour and the
      on-demand cover each took (cover for spot that could not be started counts too), decayed
      with a 1-hour half-life, the planner's defaults as a prior; `plan_spot` then recommends no
      spot when covering its interruptions costs more than on demand, until that fades.
-  5. Optional (``planner_market_base``, off by default): the P50 base is scaled by the observed
-     interruption rate over the configured prior (at most 1), so a market that has run without
-     preemptions lets the base fall towards what the spot fraction requires; the first
-     preemption restores it. Cheaper in a calm market, shorter of tokens when a storm follows
-     one (BENCHMARKS.md).
+  5. The market base (``planner_market_base``; by default on when the preemption notice is at
+     least a cold start, off otherwise): the P50 base is scaled by the observed interruption
+     rate over the configured prior (at most 1), so a market that has run without preemptions
+     lets the base fall towards what the spot fraction requires; the first preemption restores
+     it. The base guards typical traffic for the gap between a preemption and its cover
+     serving; a notice of a cold start or more closes that gap, and so the market base is then
+     the default. With a shorter notice it is cheaper in a calm market and shorter of tokens
+     when a storm follows one (BENCHMARKS.md).
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
   most (RELIABILITY 9); the spot fraction is re-applied after governing, as a safety bound.
@@ -172,6 +182,9 @@ class FleetModel:
     """Share of a replica's throughput the sizing rules plan for; the fleet serves up to 100%."""
     warmup_s: float = 300.0
     """Simulated but not scored, rounded up to whole control periods (see the module)."""
+    preemption_notice_s: float = 120.0
+    """How long before the market takes a spot replica back policies are told: AWS's Spot
+    interruption notice is two minutes (GCP and Azure give 30 s); 0: no notice."""
     rate_window_s: float = 60.0
     """Policies observe the arrival rate over this trailing window (Prometheus' `rate(x[w])`;
     the policy CRD's shortest window, four 15 s scrapes)."""
@@ -196,6 +209,7 @@ class FleetModel:
         require_ratio("target_utilization", self.target_utilization)
         require_non_negative("warmup_s", self.warmup_s)
         require_positive("rate_window_s", self.rate_window_s)
+        require_non_negative("preemption_notice_s", self.preemption_notice_s)
 
     @property
     def steps_per_period(self) -> int:
@@ -215,6 +229,15 @@ class FleetModel:
     @property
     def cold_start_steps(self) -> int:
         return math.ceil(self.cold_start_s / self.step_s - _EPS)
+
+    @property
+    def notice_steps(self) -> int:
+        return math.ceil(self.preemption_notice_s / self.step_s - _EPS)
+
+    @property
+    def notice_covers_cold_start(self) -> bool:
+        """A replica asked for at a preemption notice serves before the preempted one goes."""
+        return self.preemption_notice_s >= self.cold_start_s
 
     @property
     def replica_tokens_per_step(self) -> float:
@@ -393,6 +416,9 @@ class Observation:
     """Spot replicas lost so far (warm-up included)."""
     spot_replica_s: float
     """Spot replica-seconds so far (ready or starting, warm-up included): the exposure."""
+    spot_noticed: int = 0
+    """Spot replicas under an interruption notice: the market takes them back within
+    ``preemption_notice_s`` (they serve until then)."""
 
 
 class Policy(Protocol):
@@ -570,7 +596,7 @@ class PlannerPolicy:
         # is covered on demand at once, and for one cold start after the market gives it back
         # (while the replacements start), then released: the cover is not held by the
         # stabilization window.
-        missing = 0 if start else max(0, obs.spot.desired - obs.spot.existing)
+        missing = 0 if start else max(0, obs.spot.desired - obs.spot.existing) + obs.spot_noticed
         self._missing = [
             (t, m) for t, m in self._missing if obs.now_s - t < self.economics.cold_start_s
         ]
@@ -708,6 +734,15 @@ class _Pool:
         return extra
 
 
+def _noticed(pool: _Pool, spot_available: Sequence[int] | None, t: int, notice_steps: int) -> int:
+    """Spot replicas of `pool` the market takes back within `notice_steps` of step `t` (this
+    step's preemptions come after the policy's decision, so they count)."""
+    if spot_available is None or notice_steps <= 0:
+        return 0
+    ahead = spot_available[t : t + notice_steps + 1]
+    return max(0, len(pool.replicas) - min(ahead))
+
+
 def simulate(
     demand_tokens: Sequence[float],
     policy: Policy,
@@ -734,6 +769,7 @@ def simulate(
             "trace to score"
         )
     rate_steps = max(1, math.ceil(fleet.rate_window_s / fleet.step_s - _EPS))
+    notice_steps = fleet.notice_steps
     pools = {False: _Pool(spot=False), True: _Pool(spot=True)}
     queue: deque[list[float]] = deque()
     history: list[float] = []
@@ -767,6 +803,7 @@ def simulate(
                 spot=pools[True].count(t),
                 preemptions=seen_preemptions,
                 spot_replica_s=seen_spot_replica_s,
+                spot_noticed=_noticed(pools[True], spot_available, t, notice_steps),
             )
             history.append(rate)
             od, sp = policy.decide(obs)
@@ -1039,8 +1076,9 @@ class BacktestSettings:
     recent-peak rule)."""
     planner_base_utilization: float = 1.0
     """Share of a replica's throughput the planner's on-demand base is sized at."""
-    planner_market_base: bool = False
-    """Scale the planner's on-demand base by the spot market seen so far (`PlannerPolicy`)."""
+    planner_market_base: bool | None = None
+    """Scale the planner's on-demand base by the spot market seen so far (`PlannerPolicy`);
+    None: when the fleet's preemption notice is at least a cold start."""
     oracle_utilization: float | None = None
     """Share of a replica's throughput the oracle may plan on (None: the target utilization,
     as every other policy is sized; 1 for the bound of a fleet run 100% busy)."""
@@ -1051,6 +1089,13 @@ class BacktestSettings:
         require_non_negative("planner_headroom", self.planner_headroom)
         if self.planner_burst_quantile is not None:
             require_ratio("planner_burst_quantile", self.planner_burst_quantile, allow_zero=True)
+
+    @property
+    def market_base(self) -> bool:
+        """`planner_market_base`, resolved."""
+        if self.planner_market_base is None:
+            return self.fleet.notice_covers_cold_start
+        return self.planner_market_base
 
     @property
     def oracle_share(self) -> float:
@@ -1098,10 +1143,11 @@ def make_policy(
     max_spot_fraction: float,
     planner_headroom: float = 0.0,
     planner_base_utilization: float = 1.0,
-    planner_market_base: bool = False,
+    planner_market_base: bool | None = None,
     planner_burst_quantile: float | None = 0.9,
 ) -> Policy:
-    """A fresh policy by name (not the oracle, which needs its plan)."""
+    """A fresh policy by name (not the oracle, which needs its plan). `planner_market_base`
+    None: on when the fleet's preemption notice is at least a cold start."""
     if name == "on_demand_peak":
         return StaticPolicy("on_demand_peak", peak_replicas)
     if name == "seed_hybrid":
@@ -1145,7 +1191,11 @@ def make_policy(
             spot_limits=GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas),
             recent_peak_horizon=horizon,
             base_utilization=planner_base_utilization,
-            market_base=planner_market_base,
+            market_base=(
+                fleet.notice_covers_cold_start
+                if planner_market_base is None
+                else planner_market_base
+            ),
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 
@@ -1215,7 +1265,7 @@ def run_backtest(
                 settings.max_spot_fraction,
                 settings.planner_headroom,
                 settings.planner_base_utilization,
-                settings.planner_market_base,
+                settings.market_base,
                 settings.planner_burst_quantile,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")

@@ -140,6 +140,7 @@ class BacktestOptions:
     cold_start_s: float = _FLEET["cold_start_s"]
     billing_granularity_s: float = _FLEET["billing_granularity_s"]
     billing_minimum_s: float = _FLEET["billing_minimum_s"]
+    preemption_notice_s: float = _FLEET["preemption_notice_s"]
     target_utilization: float = _FLEET["target_utilization"]
     max_spot_fraction: float = 0.7
     warmup_s: float = _FLEET["warmup_s"]
@@ -148,7 +149,8 @@ class BacktestOptions:
     planner_burst_quantile: float | None = 0.9
     """None: the planner sizes for the recent peak (`SpotLimits.burst_quantile`)."""
     planner_base_utilization: float = 1.0
-    planner_market_base: bool = False
+    planner_market_base: bool | None = None
+    """None: on when the preemption notice is at least the cold start."""
     oracle_utilization: float | None = None
     """None: the target utilization."""
     peak_replicas: int = 8
@@ -322,6 +324,7 @@ def run(options: BacktestOptions) -> Backtest:
         cold_start_s=options.cold_start_s,
         billing_granularity_s=options.billing_granularity_s,
         billing_minimum_s=options.billing_minimum_s,
+        preemption_notice_s=options.preemption_notice_s,
         target_utilization=options.target_utilization,
         warmup_s=options.warmup_s,
         rate_window_s=options.rate_window_s,
@@ -488,13 +491,14 @@ def report(bt: Backtest) -> dict[str, Any]:
             "cold_start_s": f.cold_start_s,
             "billing_granularity_s": f.billing_granularity_s,
             "billing_minimum_s": f.billing_minimum_s,
+            "preemption_notice_s": f.preemption_notice_s,
             "target_utilization": f.target_utilization,
             "warmup_s": f.warmup_steps * f.step_s,
             "rate_window_s": f.rate_window_s,
             "planner_headroom": r.settings.planner_headroom,
             "planner_burst_quantile": r.settings.planner_burst_quantile,
             "planner_base_utilization": r.settings.planner_base_utilization,
-            "planner_market_base": r.settings.planner_market_base,
+            "planner_market_base": r.settings.market_base,
             "oracle_utilization": r.settings.oracle_share,
             "oracle_time_limit_s": o.oracle_time_limit_s,
             "max_spot_fraction": r.settings.max_spot_fraction,
@@ -656,7 +660,8 @@ def render(bt: Backtest, output: str) -> None:
                 "time",
                 f"step {bt.fleet.step_s:g} s, control {bt.fleet.control_period_s:g} s, "
                 f"latency bound {bt.fleet.latency_bound_s:g} s, cold start "
-                f"{bt.fleet.cold_start_s:g} s, billing {bt.fleet.billing_granularity_s:g} s "
+                f"{bt.fleet.cold_start_s:g} s, preemption notice "
+                f"{bt.fleet.preemption_notice_s:g} s, billing {bt.fleet.billing_granularity_s:g} s "
                 f"(min {bt.fleet.billing_minimum_s:g} s)",
             ),
             (

@@ -347,12 +347,26 @@ def test_a_flapping_signal_changes_the_planners_replicas_a_few_times_an_hour() -
     hour = int(3600 / fleet.step_s)
     high, low = 8000 * fleet.step_s, 2000 * fleet.step_s
     demand = [high if (t // per) % 2 == 0 else low for t in range(hour)]
-    planner = make_policy("planner", fleet, 12, 4, 8, 0.7)
+    planner = make_policy("planner", fleet, 12, 4, 8, 0.7, planner_market_base=False)
     assert isinstance(planner, PlannerPolicy)
     r = simulate(demand, planner, fleet)
     assert r.spot_replica_hours > 0  # the signal did call for spot
     assert r.scale_actions <= 6
     assert len(planner.decisions) == hour // per  # it decided every tick
+    # With the market base (the default under a notice that covers the cold start) the base
+    # also falls as spot runs without preemptions: a one-way drift, on demand to spot, that
+    # settles; the flapping signal itself still moves nothing.
+    drifting = make_policy("planner", fleet, 12, 4, 8, 0.7)
+    assert isinstance(drifting, PlannerPolicy)
+    assert drifting.market_base
+    r = simulate(demand, drifting, fleet)
+    od = [o for o, _ in drifting.decisions]
+    spot = [s for _, s in drifting.decisions]
+    assert od == sorted(od, reverse=True)
+    assert spot == sorted(spot)
+    assert od[-1] < od[0]
+    assert r.scale_actions <= 10
+    assert len(set(drifting.decisions[len(od) // 2 :])) == 1  # settled in the second half hour
 
 
 def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> None:
@@ -370,6 +384,75 @@ def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> No
     assert no_market.spot_replica_hours == 0
     assert no_market.shortfall_tokens == with_spot.shortfall_tokens == 0
     assert no_market.on_demand_replica_hours > with_spot.on_demand_replica_hours
+
+
+def test_policies_see_the_spot_replicas_under_a_preemption_notice() -> None:
+    # Four spot replicas, the market down to one at step 60 (600 s): with a 60 s notice the
+    # ticks at steps 54, 57 and 60 are told that three will go (a step's preemptions come after
+    # its decision, so the tick at 60 still has them); with none, nobody is told.
+    market = [4] * 60 + [1] * 30
+    for notice, told in ((60.0, {54: 3, 57: 3, 60: 3}), (0.0, {})):
+        fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=1,
+                           on_demand_usd_per_gpu_hour=2, spot_usd_per_gpu_hour=1,
+                           warmup_s=0, preemption_notice_s=notice)  # fmt: skip
+        policy = Scripted([(1, 4)])
+        r = simulate([100.0] * 90, policy, fleet, market)
+        noticed = {round(o.now_s / fleet.step_s): o.spot_noticed for o in policy.seen}
+        assert {t: n for t, n in noticed.items() if n} == told
+        assert r.preemptions == 3
+    with pytest.raises(InvalidInputError, match="preemption_notice_s"):
+        FleetModel(replica_tokens_per_second=1, gpus_per_replica=1, on_demand_usd_per_gpu_hour=1,
+                   spot_usd_per_gpu_hour=1, preemption_notice_s=-1)  # fmt: skip
+
+
+def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> None:
+    # 500 tokens/s all along (8 replicas at 70%); after 80 calm minutes the market takes all spot
+    # back. The market base has fallen below what on demand alone can carry at 100% by then, so
+    # the cover decides it: asked for at the preemption (no notice) it serves a cold start late
+    # and work is dropped; a shorter notice shortens the gap; a notice of a cold start closes it.
+    market = [12 if t < 480 else 0 for t in range(720)]
+    short: dict[float, float] = {}
+    covered_at: dict[float, int] = {}
+    for notice in (0.0, 60.0, 120.0):
+        fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                           on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                           warmup_s=0, preemption_notice_s=notice)  # fmt: skip
+        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_market_base=True)
+        assert isinstance(planner, PlannerPolicy)
+        r = simulate([500.0 * fleet.step_s] * 720, planner, fleet, market)
+        assert r.preemptions > 0
+        short[notice] = r.shortfall_tokens
+        covered_at[notice] = next(
+            i for i, (od, _) in enumerate(planner.decisions) if i > 100 and od == 8
+        )
+    assert short[0.0] > short[60.0] > short[120.0] == 0
+    per = FleetModel(
+        replica_tokens_per_second=1,
+        gpus_per_replica=1,
+        on_demand_usd_per_gpu_hour=1,
+        spot_usd_per_gpu_hour=1,
+    ).control_period_s
+    assert covered_at[0.0] * per == 4800 + 30  # the first tick after the preemption
+    assert covered_at[120.0] * per == 4800 - 120  # the tick the notice comes
+
+
+def test_the_market_base_is_the_default_when_the_notice_covers_the_cold_start() -> None:
+    def fleet(notice: float, cold: float = 120) -> FleetModel:
+        return FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                          on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                          preemption_notice_s=notice, cold_start_s=cold)  # fmt: skip
+
+    for f, on in ((fleet(120), True), (fleet(30), False), (fleet(0, cold=0), True),
+                  (fleet(300, cold=240), True), (fleet(120, cold=180), False)):  # fmt: skip
+        assert BacktestSettings(f).market_base is on
+        planner = make_policy("planner", f, 12, 4, 8, 0.7)
+        assert isinstance(planner, PlannerPolicy)
+        assert planner.market_base is on
+        for chosen in (True, False):
+            assert BacktestSettings(f, planner_market_base=chosen).market_base is chosen
+            planner = make_policy("planner", f, 12, 4, 8, 0.7, planner_market_base=chosen)
+            assert isinstance(planner, PlannerPolicy)
+            assert planner.market_base is chosen
 
 
 def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_base() -> None:

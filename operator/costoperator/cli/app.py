@@ -989,6 +989,14 @@ def backtest(
         float,
         typer.Option(help="From asking for a replica to its serving, s (an assumption)."),
     ] = 120.0,
+    preemption_notice_s: Annotated[
+        float,
+        typer.Option(
+            help="The market announces a spot preemption this long ahead and the replica "
+            "serves until then; the planner starts on-demand cover at the notice, s (AWS: 120; "
+            "GCP and Azure: 30; 0: none)."
+        ),
+    ] = 120.0,
     billing_granularity_s: Annotated[
         float,
         typer.Option(
@@ -1045,13 +1053,17 @@ def backtest(
         ),
     ] = 1.0,
     planner_market_base: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="Scale the planner's on-demand base by the spot market seen so far: it falls "
-            "while spot runs without preemptions, back at the first one (cheaper in a calm "
-            "market, shorter of tokens when a storm follows one)."
+            "--planner-market-base/--planner-p50-base",
+            help="Scale the planner's on-demand P50 base by the spot market seen so far: it "
+            "falls while spot runs without preemptions, back at the first one. Default: on "
+            "when --preemption-notice-s is at least --cold-start-s (cover asked for at the "
+            "notice serves before spot goes); with a shorter notice it is cheaper in a calm "
+            "market and shorter of tokens when a storm follows one.",
+            show_default="on when the notice covers the cold start",
         ),
-    ] = False,
+    ] = None,
     oracle_utilization: Annotated[
         float | None,
         typer.Option(
@@ -1121,6 +1133,7 @@ def backtest(
             control_period_s=control_period_s,
             latency_bound_s=latency_bound_s,
             cold_start_s=cold_start_s,
+            preemption_notice_s=preemption_notice_s,
             billing_granularity_s=billing_granularity_s,
             billing_minimum_s=billing_minimum_s,
             target_utilization=target_utilization,
