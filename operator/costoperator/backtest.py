@@ -22,6 +22,12 @@ way, no spot at all); ``--preemption-speedup
 24`` puts a day of the market into the hour (a 300 s tick lasts 12.5 s, shorter than a cold
 start: a stress test, harsher than reality).
 
+Notice: the spot trace records when instances went, not when they were told. The backtest
+assumes each preemption was announced ``--preemption-notice-s`` ahead (default 120 s: the file
+is AWS's, and AWS gives a two-minute Spot interruption notice; GCP and Azure give 30 s). With a
+notice at least as long as the cold start the planner's on-demand base defaults to the market
+base (`costengine.backtest`, the planner's mechanism 5).
+
 Errors: an unreadable trace or spot trace, or an output folder that cannot be written, is a
 `BacktestError` (a `TraceError`): the CLI prints one line and exits 2.
 """
