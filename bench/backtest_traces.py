@@ -84,6 +84,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     speedups = args.speedup or [1.0, 24.0]
+    overrides: dict[str, Any] = {"planner_market_base": args.planner_market_base}
+    if args.planner_recent_peak:
+        overrides.update(planner_burst_quantile=None, planner_headroom=0.1)
+    if args.preemption_notice_s is not None:
+        overrides["preemption_notice_s"] = args.preemption_notice_s
     results: dict[str, Any] = {}
     for speedup in speedups:
         scenario: dict[str, Any] = {}
@@ -98,17 +103,7 @@ def main() -> int:
                 trace=path,
                 spot_speedup=speedup,
                 spot_offset_s=args.preemption_offset_s,
-                planner_market_base=args.planner_market_base,
-                **(
-                    {"preemption_notice_s": args.preemption_notice_s}
-                    if args.preemption_notice_s is not None
-                    else {}
-                ),
-                **(
-                    {"planner_burst_quantile": None, "planner_headroom": 0.1}
-                    if args.planner_recent_peak
-                    else {}
-                ),
+                **overrides,
                 oracle_utilization=args.oracle_utilization,
                 out=out,
                 progress=False,

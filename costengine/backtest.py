@@ -85,9 +85,9 @@ The policies
      worth its interruptions), asking for spot adds no capacity.
   3. Spot the market does not give (preempted, under a preemption notice, or not obtainable:
      pending replicas) is covered on demand at once and for one cold start after the market
-     gives it back, then released;
-     the cover never takes on demand past the needed fleet. Make before break: on demand that
-     spot is to replace is released only as spot replicas become ready.
+     gives it back, then released; the cover never takes on demand past the needed fleet.
+     Make before break: on demand that spot is to replace is released only as spot replicas
+     become ready.
   4. Spot is priced with the market as seen so far: preemptions per spot replica-hour and the
      on-demand cover each took (cover for spot that could not be started counts too), decayed
      with a 1-hour half-life, the planner's defaults as a prior; `plan_spot` then recommends no
@@ -1093,9 +1093,7 @@ class BacktestSettings:
     @property
     def market_base(self) -> bool:
         """`planner_market_base`, resolved."""
-        if self.planner_market_base is None:
-            return self.fleet.notice_covers_cold_start
-        return self.planner_market_base
+        return resolve_market_base(self.fleet, self.planner_market_base)
 
     @property
     def oracle_share(self) -> float:
@@ -1132,6 +1130,12 @@ def period_rates(demand_tokens: Sequence[float], fleet: FleetModel) -> list[floa
         sum(demand_tokens[i : i + per]) / (len(demand_tokens[i : i + per]) * fleet.step_s)
         for i in range(0, len(demand_tokens), per)
     ]
+
+
+def resolve_market_base(fleet: FleetModel, chosen: bool | None) -> bool:
+    """`chosen`, or by default (None) on when the fleet's preemption notice covers the cold
+    start (`PlannerPolicy.market_base`)."""
+    return fleet.notice_covers_cold_start if chosen is None else chosen
 
 
 def make_policy(
@@ -1191,11 +1195,7 @@ def make_policy(
             spot_limits=GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas),
             recent_peak_horizon=horizon,
             base_utilization=planner_base_utilization,
-            market_base=(
-                fleet.notice_covers_cold_start
-                if planner_market_base is None
-                else planner_market_base
-            ),
+            market_base=resolve_market_base(fleet, planner_market_base),
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 
