@@ -1,7 +1,7 @@
 """The spot backtest on the three shared request traces; prints JSON.
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
-        [--oracle-utilization U] [--planner-market-base | --planner-p50-base]
+        [--oracle-utilization U] [--planner-base p50|market|fraction]
         [--planner-recent-peak] [--preemption-offset-s S] [--preemption-notice-s S]
 
 For each trace of the shared data folder and each spot-market speedup (default: 1, the market
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from costengine.backtest import PLANNER_BASES
 from costoperator.backtest import BacktestOptions, report, run
 from costoperator.cli.render import jsonable
 from costoperator.traces import find_shared_data
@@ -51,22 +52,12 @@ def main() -> int:
         default=None,
         help="the oracle's utilization bound (default: the target utilization; 1: 100%% busy)",
     )
-    base = parser.add_mutually_exclusive_group()
-    base.add_argument(
-        "--planner-market-base",
-        dest="planner_market_base",
-        action="store_const",
-        const=True,
+    parser.add_argument(
+        "--planner-base",
+        choices=PLANNER_BASES,
         default=None,
-        help="scale the planner's on-demand base by the spot market seen so far (default: when "
-        "the preemption notice covers the cold start)",
-    )
-    base.add_argument(
-        "--planner-p50-base",
-        dest="planner_market_base",
-        action="store_const",
-        const=False,
-        help="keep the planner's on-demand base at the P50 of demand",
+        help="the planner's on-demand base rule (default: fraction when the preemption notice "
+        "covers the cold start, else p50)",
     )
     parser.add_argument(
         "--planner-recent-peak",
@@ -84,7 +75,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     speedups = args.speedup or [1.0, 24.0]
-    overrides: dict[str, Any] = {"planner_market_base": args.planner_market_base}
+    overrides: dict[str, Any] = {"planner_base": args.planner_base}
     if args.planner_recent_peak:
         overrides.update(planner_burst_quantile=None, planner_headroom=0.1)
     if args.preemption_notice_s is not None:

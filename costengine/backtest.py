@@ -92,14 +92,16 @@ The policies
      on-demand cover each took (cover for spot that could not be started counts too), decayed
      with a 1-hour half-life, the planner's defaults as a prior; `plan_spot` then recommends no
      spot when covering its interruptions costs more than on demand, until that fades.
-  5. The market base (``planner_market_base``; by default on when the preemption notice is at
-     least a cold start, off otherwise): the P50 base is scaled by the observed interruption
-     rate over the configured prior (at most 1), so a market that has run without preemptions
-     lets the base fall towards what the spot fraction requires; the first preemption restores
-     it. The base guards typical traffic for the gap between a preemption and its cover
-     serving; a notice of a cold start or more closes that gap, and so the market base is then
-     the default. With a shorter notice it is cheaper in a calm market and shorter of tokens
-     when a storm follows one (BENCHMARKS.md).
+  5. The base rule (``planner_base``): ``p50`` is mechanism 1's P50 base; ``market`` scales it
+     by the observed interruption rate over the configured prior (at most 1), so a market that
+     has run without preemptions lets the base fall towards what the spot fraction requires and
+     the first preemption restores it; ``fraction`` drops it: on demand is only what mechanism
+     2 requires (the spot fraction, spot's limits, spot not worth its interruptions). The P50
+     base guards typical traffic for the gap between a preemption and its cover serving; a
+     notice of a cold start or more closes that gap (mechanism 3 asks for the cover at the
+     notice), so ``fraction`` is then the default and ``p50`` otherwise. Without such a notice
+     ``market`` and ``fraction`` are cheaper in a calm market and short of tokens when a storm
+     follows one (BENCHMARKS.md).
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
   most (RELIABILITY 9); the spot fraction is re-applied after governing, as a safety bound.
@@ -125,7 +127,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 from costengine.errors import (
     InvalidInputError,
@@ -147,6 +149,10 @@ from costengine.tenancy import _quantile
 
 POLICIES = ("on_demand_peak", "seed_hybrid", "reactive", "planner", "oracle")
 """Policy names, in the order they are reported."""
+
+PlannerBase = Literal["p50", "market", "fraction"]
+PLANNER_BASES: tuple[PlannerBase, ...] = ("p50", "market", "fraction")
+"""The planner's on-demand base rules (the module, mechanism 5)."""
 
 SECONDS_PER_HOUR = 3600.0
 _EPS = 1e-9
@@ -493,8 +499,8 @@ class PlannerPolicy:
     """Past preemptions and exposure weigh half as much after this long."""
     prior_replica_hours: float = 1.0
     """Weight of `economics.interruptions_per_replica_hour` as a prior, in replica-hours."""
-    market_base: bool = False
-    """Scale the base by the observed interruption rate over the prior's, at most 1 (`_base`)."""
+    base: PlannerBase = "p50"
+    """The on-demand base rule (`_base`)."""
     name: str = "planner"
     _events: float = 0.0
     _exposure_h: float = 0.0
@@ -507,6 +513,9 @@ class PlannerPolicy:
     _spot_state: GovernorState = field(default_factory=GovernorState)
     decisions: list[tuple[int, int]] = field(default_factory=list)
     """(on-demand, spot) desired at each tick, for checking the limits."""
+
+    def __post_init__(self) -> None:
+        require_planner_base(self.base)
 
     def market_economics(self, obs: Observation) -> ReplicaEconomics:
         """The economics with the spot market as observed so far (decayed with a half-life,
@@ -552,24 +561,31 @@ class PlannerPolicy:
         fraction), or when spot is refused or not worth its interruptions, asking for spot adds
         no capacity, so on demand must carry it.
 
-        With `market_base`, the P50 base is first scaled by the interruption rate seen so far
-        over the configured one (at most 1, rounded up): the base guards typical traffic
-        against a market not yet seen; as spot runs without preemptions the estimate (and the
-        base) falls towards what the spot fraction alone requires, and a preemption raises it
-        back at once."""
-        base_limits = replace(self.limits, target_utilization=self.base_utilization, headroom=0.0)
-        od = plan_spot(
-            obs.history_tokens_per_second,
-            obs.demand_tokens_per_second,
-            self._base_now,
-            economics,
-            base_limits,
-            recent_peak_horizon=self.recent_peak_horizon,
-        ).recommended_on_demand_base
-        prior = self.economics.interruptions_per_replica_hour
-        if self.market_base and prior > 0:
-            share = min(1.0, economics.interruptions_per_replica_hour / prior)
-            od = math.ceil(od * share - _EPS)
+        The `base` rule says what the P50 base is first made of: ``p50`` keeps it; ``market``
+        scales it by the interruption rate seen so far over the configured one (at most 1,
+        rounded up): the base guards typical traffic against a market not yet seen; as spot
+        runs without preemptions the estimate (and the base) falls towards what the spot
+        fraction alone requires, and a preemption raises it back at once; ``fraction`` drops
+        it (0), leaving only the raise (for a preemption notice that covers the cold start,
+        when the cover serves before the preempted replica goes)."""
+        if self.base == "fraction":
+            od = 0
+        else:
+            base_limits = replace(
+                self.limits, target_utilization=self.base_utilization, headroom=0.0
+            )
+            od = plan_spot(
+                obs.history_tokens_per_second,
+                obs.demand_tokens_per_second,
+                self._base_now,
+                economics,
+                base_limits,
+                recent_peak_horizon=self.recent_peak_horizon,
+            ).recommended_on_demand_base
+            prior = self.economics.interruptions_per_replica_hour
+            if self.base == "market" and prior > 0:
+                share = min(1.0, economics.interruptions_per_replica_hour / prior)
+                od = math.ceil(od * share - _EPS)
         while True:
             plan = self._plan(obs, od, economics)
             if od + plan.spot_replicas >= plan.needed_replicas:
@@ -1076,9 +1092,9 @@ class BacktestSettings:
     recent-peak rule)."""
     planner_base_utilization: float = 1.0
     """Share of a replica's throughput the planner's on-demand base is sized at."""
-    planner_market_base: bool | None = None
-    """Scale the planner's on-demand base by the spot market seen so far (`PlannerPolicy`);
-    None: when the fleet's preemption notice is at least a cold start."""
+    planner_base: PlannerBase | None = None
+    """The planner's on-demand base rule (`PlannerPolicy._base`); None: ``fraction`` when the
+    fleet's preemption notice is at least a cold start, else ``p50``."""
     oracle_utilization: float | None = None
     """Share of a replica's throughput the oracle may plan on (None: the target utilization,
     as every other policy is sized; 1 for the bound of a fleet run 100% busy)."""
@@ -1089,11 +1105,13 @@ class BacktestSettings:
         require_non_negative("planner_headroom", self.planner_headroom)
         if self.planner_burst_quantile is not None:
             require_ratio("planner_burst_quantile", self.planner_burst_quantile, allow_zero=True)
+        if self.planner_base is not None:
+            require_planner_base(self.planner_base)
 
     @property
-    def market_base(self) -> bool:
-        """`planner_market_base`, resolved."""
-        return resolve_market_base(self.fleet, self.planner_market_base)
+    def base(self) -> PlannerBase:
+        """`planner_base`, resolved."""
+        return resolve_planner_base(self.fleet, self.planner_base)
 
     @property
     def oracle_share(self) -> float:
@@ -1132,10 +1150,18 @@ def period_rates(demand_tokens: Sequence[float], fleet: FleetModel) -> list[floa
     ]
 
 
-def resolve_market_base(fleet: FleetModel, chosen: bool | None) -> bool:
-    """`chosen`, or by default (None) on when the fleet's preemption notice covers the cold
-    start (`PlannerPolicy.market_base`)."""
-    return fleet.notice_covers_cold_start if chosen is None else chosen
+def require_planner_base(base: str) -> None:
+    if base not in PLANNER_BASES:
+        raise InvalidInputError(f"unknown planner base {base!r}; known: {', '.join(PLANNER_BASES)}")
+
+
+def resolve_planner_base(fleet: FleetModel, chosen: PlannerBase | None) -> PlannerBase:
+    """`chosen`, or by default (None) ``fraction`` when the fleet's preemption notice covers
+    the cold start and ``p50`` otherwise (`PlannerPolicy._base`)."""
+    if chosen is not None:
+        require_planner_base(chosen)
+        return chosen
+    return "fraction" if fleet.notice_covers_cold_start else "p50"
 
 
 def make_policy(
@@ -1147,11 +1173,11 @@ def make_policy(
     max_spot_fraction: float,
     planner_headroom: float = 0.0,
     planner_base_utilization: float = 1.0,
-    planner_market_base: bool | None = None,
+    planner_base: PlannerBase | None = None,
     planner_burst_quantile: float | None = 0.9,
 ) -> Policy:
-    """A fresh policy by name (not the oracle, which needs its plan). `planner_market_base`
-    None: on when the fleet's preemption notice is at least a cold start."""
+    """A fresh policy by name (not the oracle, which needs its plan). `planner_base` None:
+    ``fraction`` when the fleet's preemption notice is at least a cold start, else ``p50``."""
     if name == "on_demand_peak":
         return StaticPolicy("on_demand_peak", peak_replicas)
     if name == "seed_hybrid":
@@ -1195,7 +1221,7 @@ def make_policy(
             spot_limits=GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas),
             recent_peak_horizon=horizon,
             base_utilization=planner_base_utilization,
-            market_base=resolve_market_base(fleet, planner_market_base),
+            base=resolve_planner_base(fleet, planner_base),
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 
@@ -1265,7 +1291,7 @@ def run_backtest(
                 settings.max_spot_fraction,
                 settings.planner_headroom,
                 settings.planner_base_utilization,
-                settings.market_base,
+                settings.base,
                 settings.planner_burst_quantile,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")

@@ -25,8 +25,10 @@ start: a stress test, harsher than reality).
 Notice: the spot trace records when instances went, not when they were told. The backtest
 assumes each preemption was announced ``--preemption-notice-s`` ahead (default 120 s: the file
 is AWS's, and AWS gives a two-minute Spot interruption notice; GCP and Azure give 30 s). With a
-notice at least as long as the cold start the planner's on-demand base defaults to the market
-base (`costengine.backtest`, the planner's mechanism 5).
+notice at least as long as the cold start the planner's on-demand base rule defaults to
+``fraction``: no P50 base, only the on-demand replicas the spot fraction requires, because the
+cover asked for at the notice serves before the preempted replica goes (`costengine.backtest`,
+the planner's mechanism 5).
 
 Errors: an unreadable trace or spot trace, or an output folder that cannot be written, is a
 `BacktestError` (a `TraceError`): the CLI prints one line and exits 2.
@@ -57,6 +59,7 @@ from costengine.backtest import (
     FleetModel,
     OracleProgram,
     OracleSolution,
+    PlannerBase,
     goals,
     run_backtest,
     spot_availability,
@@ -121,6 +124,14 @@ def read_spot_trace(path: Path) -> SpotTrace:
 #: The fleet model's defaults, stated once (costengine.backtest.FleetModel).
 _FLEET: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(FleetModel)}
 
+_BASE_RULES: dict[PlannerBase, str] = {
+    "p50": "p50: on demand for the P50 of the demand seen, spot for the rest",
+    "market": "market: the P50 base scaled by the interruptions seen so far",
+    "fraction": "fraction: on demand only as the spot fraction requires; spot under notice "
+    "covered on demand",
+}
+"""The text report's line for each planner base rule (`costengine.backtest`, mechanism 5)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BacktestOptions:
@@ -155,8 +166,8 @@ class BacktestOptions:
     planner_burst_quantile: float | None = 0.9
     """None: the planner sizes for the recent peak (`SpotLimits.burst_quantile`)."""
     planner_base_utilization: float = 1.0
-    planner_market_base: bool | None = None
-    """None: on when the preemption notice is at least the cold start."""
+    planner_base: PlannerBase | None = None
+    """None: ``fraction`` when the preemption notice is at least the cold start, else ``p50``."""
     oracle_utilization: float | None = None
     """None: the target utilization."""
     peak_replicas: int = 8
@@ -395,7 +406,7 @@ def run(options: BacktestOptions) -> Backtest:
         planner_headroom=options.planner_headroom,
         planner_burst_quantile=options.planner_burst_quantile,
         planner_base_utilization=options.planner_base_utilization,
-        planner_market_base=options.planner_market_base,
+        planner_base=options.planner_base,
         oracle_utilization=options.oracle_utilization,
     )
     _say(
@@ -504,7 +515,7 @@ def report(bt: Backtest) -> dict[str, Any]:
             "planner_headroom": r.settings.planner_headroom,
             "planner_burst_quantile": r.settings.planner_burst_quantile,
             "planner_base_utilization": r.settings.planner_base_utilization,
-            "planner_market_base": r.settings.market_base,
+            "planner_base": r.settings.base,
             "oracle_utilization": r.settings.oracle_share,
             "oracle_time_limit_s": o.oracle_time_limit_s,
             "max_spot_fraction": r.settings.max_spot_fraction,
@@ -661,6 +672,7 @@ def render(bt: Backtest, output: str) -> None:
                 f"{num(r.median_tokens_per_second)} tokens/s → seed base "
                 f"{r.seed_base_replicas} + spot {r.seed_spot_replicas}",
             ),
+            ("planner base", _BASE_RULES[r.settings.base]),
             ("spot market", bt.spot.path.name if bt.spot else "always available"),
             (
                 "time",

@@ -62,7 +62,7 @@ def test_json_has_the_five_policies_with_the_design_keys(
     assert opts["cold_start_s"] == 120
     assert opts["billing_granularity_s"] == 60
     assert opts["preemption_notice_s"] == 120
-    assert opts["planner_market_base"] is True  # the notice covers the cold start
+    assert opts["planner_base"] == "fraction"  # the notice covers the cold start
     assert opts["preemption_speedup"] == 1
     assert doc["fleets"]["on_demand_peak_replicas"] == 8
     assert doc["load_scale"] > 0
@@ -161,7 +161,7 @@ def test_the_preemption_notice_keeps_the_code_trace_within_the_shortfall_budget_
         assert done.returncode == 0, done.stderr
         docs[notice] = json.loads(done.stdout)
     assert docs["none"]["options"]["preemption_notice_s"] == 0
-    assert docs["none"]["options"]["planner_market_base"] is False  # 0 s < a 120 s cold start
+    assert docs["none"]["options"]["planner_base"] == "p50"  # 0 s < a 120 s cold start
     aws = docs["aws"]["policies"]["planner"]
     none = docs["none"]["policies"]["planner"]
     assert aws["preemptions"] > 0
@@ -171,16 +171,17 @@ def test_the_preemption_notice_keeps_the_code_trace_within_the_shortfall_budget_
 
 def test_the_base_can_be_chosen_whatever_the_notice(shared_data: Path) -> None:
     trace = shared_data / "traces" / "azure_llm_2023_conv.csv"
-    for args, on in (
-        (["--planner-p50-base"], False),
-        (["--planner-market-base", "--preemption-notice-s", "30"], True),
+    for args, base in (
+        (["--planner-base", "p50"], "p50"),
+        (["--planner-base", "market", "--preemption-notice-s", "30"], "market"),
+        (["--planner-base", "fraction", "--preemption-notice-s", "0"], "fraction"),
     ):
         done = run(
             "backtest", "--trace", str(trace), "--policy", "planner", "--quiet", "--output",
             "json", *args,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["options"]["planner_market_base"] is on
+        assert json.loads(done.stdout)["options"]["planner_base"] == base
 
 
 @pytest.mark.parametrize(
@@ -196,6 +197,7 @@ def test_the_base_can_be_chosen_whatever_the_notice(shared_data: Path) -> None:
         (["--trace", "{conv}", "--planner-burst-quantile", "1.5"], "planner_burst_quantile"),
         (["--trace", "{conv}", "--planner-headroom", "-0.1"], "planner_headroom"),
         (["--trace", "{conv}", "--preemption-notice-s", "-1"], "preemption_notice_s"),
+        (["--trace", "{conv}", "--planner-base", "peak"], "--planner-base"),
         (["--trace", "{conv}", "--out", "/proc/llmcost-backtest"], "cannot write"),
     ],
 )

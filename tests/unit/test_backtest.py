@@ -8,16 +8,19 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from costengine.backtest import (
+    PLANNER_BASES,
     POLICIES,
     BacktestSettings,
     FleetModel,
     Observation,
     OracleProgram,
     OracleSolution,
+    PlannerBase,
     PlannerPolicy,
     PolicyResult,
     StaticPolicy,
@@ -347,18 +350,17 @@ def test_a_flapping_signal_changes_the_planners_replicas_a_few_times_an_hour() -
     hour = int(3600 / fleet.step_s)
     high, low = 8000 * fleet.step_s, 2000 * fleet.step_s
     demand = [high if (t // per) % 2 == 0 else low for t in range(hour)]
-    planner = make_policy("planner", fleet, 12, 4, 8, 0.7, planner_market_base=False)
-    assert isinstance(planner, PlannerPolicy)
-    r = simulate(demand, planner, fleet)
-    assert r.spot_replica_hours > 0  # the signal did call for spot
-    assert r.scale_actions <= 6
-    assert len(planner.decisions) == hour // per  # it decided every tick
-    # With the market base (the default under a notice that covers the cold start) the base
-    # also falls as spot runs without preemptions: a one-way drift, on demand to spot, that
-    # settles; the flapping signal itself still moves nothing.
-    drifting = make_policy("planner", fleet, 12, 4, 8, 0.7)
+    for base in ("p50", "fraction"):
+        planner = make_policy("planner", fleet, 12, 4, 8, 0.7, planner_base=base)
+        assert isinstance(planner, PlannerPolicy)
+        r = simulate(demand, planner, fleet)
+        assert r.spot_replica_hours > 0  # the signal did call for spot
+        assert r.scale_actions <= 6, base
+        assert len(planner.decisions) == hour // per  # it decided every tick
+    # The market base also falls as spot runs without preemptions: a one-way drift, on demand
+    # to spot, that settles; the flapping signal itself still moves nothing.
+    drifting = make_policy("planner", fleet, 12, 4, 8, 0.7, planner_base="market")
     assert isinstance(drifting, PlannerPolicy)
-    assert drifting.market_base
     r = simulate(demand, drifting, fleet)
     od = [o for o, _ in drifting.decisions]
     spot = [s for _, s in drifting.decisions]
@@ -407,17 +409,23 @@ def test_policies_see_the_spot_replicas_under_a_preemption_notice() -> None:
 
 def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> None:
     # 500 tokens/s all along (8 replicas at 70%); after 80 calm minutes the market takes all spot
-    # back. The market base has fallen below what on demand alone can carry at 100% by then, so
-    # the cover decides it: asked for at the preemption (no notice) it serves a cold start late
-    # and work is dropped; a shorter notice shortens the gap; a notice of a cold start closes it.
+    # back. The market base has fallen below what on demand alone can carry at 100% by then (the
+    # fraction base is there from the start), so the cover decides it: asked for at the
+    # preemption (no notice) it serves a cold start late and work is dropped; a shorter notice
+    # shortens the gap; a notice of a cold start closes it.
     market = [12 if t < 480 else 0 for t in range(720)]
+    for base in ("market", "fraction"):
+        _cover_at_the_notice(base, market)
+
+
+def _cover_at_the_notice(base: PlannerBase, market: list[int]) -> None:
     short: dict[float, float] = {}
     covered_at: dict[float, int] = {}
     for notice in (0.0, 60.0, 120.0):
         fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                            on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
                            warmup_s=0, preemption_notice_s=notice)  # fmt: skip
-        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_market_base=True)
+        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base=base)
         assert isinstance(planner, PlannerPolicy)
         r = simulate([500.0 * fleet.step_s] * 720, planner, fleet, market)
         assert r.preemptions > 0
@@ -425,7 +433,7 @@ def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> Non
         covered_at[notice] = next(
             i for i, (od, _) in enumerate(planner.decisions) if i > 100 and od == 8
         )
-    assert short[0.0] > short[60.0] > short[120.0] == 0
+    assert short[0.0] > short[60.0] > short[120.0] == 0, base
     per = FleetModel(
         replica_tokens_per_second=1,
         gpus_per_replica=1,
@@ -436,23 +444,32 @@ def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> Non
     assert covered_at[120.0] * per == 4800 - 120  # the tick the notice comes
 
 
-def test_the_market_base_is_the_default_when_the_notice_covers_the_cold_start() -> None:
+def test_the_fraction_base_is_the_default_when_the_notice_covers_the_cold_start() -> None:
     def fleet(notice: float, cold: float = 120) -> FleetModel:
         return FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                           on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
                           preemption_notice_s=notice, cold_start_s=cold)  # fmt: skip
 
-    for f, on in ((fleet(120), True), (fleet(30), False), (fleet(0, cold=0), True),
-                  (fleet(300, cold=240), True), (fleet(120, cold=180), False)):  # fmt: skip
-        assert BacktestSettings(f).market_base is on
+    cases = ((fleet(120), "fraction"), (fleet(30), "p50"), (fleet(0, cold=0), "fraction"),
+             (fleet(300, cold=240), "fraction"), (fleet(120, cold=180), "p50"))  # fmt: skip
+    for f, default in cases:
+        assert BacktestSettings(f).base == default
         planner = make_policy("planner", f, 12, 4, 8, 0.7)
         assert isinstance(planner, PlannerPolicy)
-        assert planner.market_base is on
-        for chosen in (True, False):
-            assert BacktestSettings(f, planner_market_base=chosen).market_base is chosen
-            planner = make_policy("planner", f, 12, 4, 8, 0.7, planner_market_base=chosen)
+        assert planner.base == default
+        for chosen in PLANNER_BASES:
+            assert BacktestSettings(f, planner_base=chosen).base == chosen
+            planner = make_policy("planner", f, 12, 4, 8, 0.7, planner_base=chosen)
             assert isinstance(planner, PlannerPolicy)
-            assert planner.market_base is chosen
+            assert planner.base == chosen
+    for bad in (
+        lambda: BacktestSettings(fleet(120), planner_base=cast(PlannerBase, "peak")),
+        lambda: make_policy(
+            "planner", fleet(120), 12, 4, 8, 0.7, planner_base=cast(PlannerBase, "P5")
+        ),
+    ):
+        with pytest.raises(InvalidInputError, match="unknown planner base"):
+            bad()
 
 
 def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_base() -> None:
@@ -462,15 +479,15 @@ def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_bas
     # Two hours of a slow wave around 800 tokens/s: a P50 base of several replicas.
     demand = [(800 + 200 * math.sin(t / 60)) * fleet.step_s for t in range(720)]
 
-    def run(market_base: bool, market: list[int] | None) -> tuple[PlannerPolicy, PolicyResult]:
-        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_market_base=market_base)
+    def run(base: PlannerBase, market: list[int] | None) -> tuple[PlannerPolicy, PolicyResult]:
+        planner = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base=base)
         assert isinstance(planner, PlannerPolicy)
         return planner, simulate(demand, planner, fleet, market)
 
     # No preemptions: the estimate of the interruption rate falls with the spot replica-hours
     # run, and the base with it, to what the spot fraction alone requires; spot carries more.
-    _, calm = run(False, None)
-    market_base, calmer = run(True, None)
+    _, calm = run("p50", None)
+    market_base, calmer = run("market", None)
     assert calmer.shortfall_tokens == calm.shortfall_tokens == 0
     assert calmer.on_demand_replica_hours < 0.8 * calm.on_demand_replica_hours
     assert calmer.spot_replica_hours > calm.spot_replica_hours
@@ -484,9 +501,19 @@ def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_bas
     # A market that takes spot away every few minutes from the start: the rate seen is above
     # the configured one at once, so the base is the P50 base throughout.
     storm = [0 if (t // 12) % 3 == 0 else 12 for t in range(720)]
-    stormy_seed, _ = run(False, storm)
-    stormy_market, _ = run(True, storm)
+    stormy_seed, _ = run("p50", storm)
+    stormy_market, _ = run("market", storm)
     assert stormy_market.decisions == stormy_seed.decisions
+    # The fraction base is there from the first tick, calm market or not: cheaper than the
+    # market base in the calm, on demand only as the fraction requires throughout; in the storm
+    # the cover and the interruption pricing, not the base, bring the on demand.
+    fraction, calmest = run("fraction", None)
+    assert calmest.shortfall_tokens == 0
+    assert calmest.on_demand_replica_hours < calmer.on_demand_replica_hours
+    assert calmest.cost_usd < calmer.cost_usd
+    for od, spot in fraction.decisions[1:]:
+        fewer = od - 1
+        assert fewer + (spot_fraction_bound(0.7, fewer) or 0) < od + spot
 
 
 def test_every_policy_runs_and_reports_in_order() -> None:

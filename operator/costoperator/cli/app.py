@@ -927,6 +927,12 @@ class SpotTraceValues(StrEnum):
     available = "available"
 
 
+class PlannerBaseRule(StrEnum):
+    p50 = "p50"
+    market = "market"
+    fraction = "fraction"
+
+
 @app.command()
 def backtest(
     trace: Annotated[
@@ -1052,16 +1058,18 @@ def backtest(
             "--target-utilization)."
         ),
     ] = 1.0,
-    planner_market_base: Annotated[
-        bool | None,
+    planner_base: Annotated[
+        PlannerBaseRule | None,
         typer.Option(
-            "--planner-market-base/--planner-p50-base",
-            help="Scale the planner's on-demand P50 base by the spot market seen so far: it "
-            "falls while spot runs without preemptions, back at the first one. Default: on "
-            "when --preemption-notice-s is at least --cold-start-s (cover asked for at the "
-            "notice serves before spot goes); with a shorter notice it is cheaper in a calm "
-            "market and shorter of tokens when a storm follows one.",
-            show_default="on when the notice covers the cold start",
+            help="The planner's on-demand base. p50: on demand for the P50 of the demand seen "
+            "(the seed's hybrid), spot for the rest; market: that base scaled by the "
+            "interruptions seen so far (it falls while spot runs without preemptions, back at "
+            "the first one); fraction: no P50 base, on demand only as --max-spot-fraction "
+            "requires, spot under a preemption notice covered on demand. Default: fraction "
+            "when --preemption-notice-s is at least --cold-start-s (the cover serves before "
+            "spot goes), else p50; without such a notice market and fraction are cheaper in a "
+            "calm market and short of tokens when a storm follows one.",
+            show_default="fraction when the notice covers the cold start, else p50",
         ),
     ] = None,
     oracle_utilization: Annotated[
@@ -1143,7 +1151,7 @@ def backtest(
             planner_headroom=planner_headroom,
             planner_burst_quantile=None if planner_recent_peak else planner_burst_quantile,
             planner_base_utilization=planner_base_utilization,
-            planner_market_base=planner_market_base,
+            planner_base=None if planner_base is None else planner_base.value,
             oracle_utilization=oracle_utilization,
             oracle_time_limit_s=oracle_time_limit_s,
             peak_replicas=peak_replicas,
