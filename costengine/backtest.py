@@ -74,12 +74,13 @@ The policies
   with the operator's limits (target utilization, the burst margin at its P90 and no extra
   headroom, the spot fraction and a spot cap of the on-demand peak fleet). The driver adds
   five mechanisms around it, all on past data and the market's preemption notices:
-  1. The on-demand base is the plan's ``recommended_on_demand_base`` (the P50 of the history so
-     far) computed with replicas counted at ``base_utilization`` of their throughput (default
-     1: a second `plan_spot` call with ``target_utilization = 1``). The base carries typical
-     traffic; the utilization margin and the bursts go to spot. The needed fleet, and so the
-     margin, is the same as with a base at the target utilization; only its split changes. The
-     seed's own example sizes the base below the average need (4 GPUs for an average of 6).
+  1. The on-demand base (rules ``p50`` and ``market``, mechanism 5) is the plan's
+     ``recommended_on_demand_base`` (the P50 of the history so far) computed with replicas
+     counted at ``base_utilization`` of their throughput (default 1: a second `plan_spot` call
+     with ``target_utilization = 1``). The base carries typical traffic; the utilization
+     margin and the bursts go to spot. The needed fleet, and so the margin, is the same as with
+     a base at the target utilization; only its split changes. The seed's own example sizes the
+     base below the average need (4 GPUs for an average of 6).
   2. The base is raised until the plan's spot carries the rest of the needed fleet: past the
      spot limits (count and fraction), or when `plan_spot` recommends no spot (refused, or not
      worth its interruptions), asking for spot adds no capacity.

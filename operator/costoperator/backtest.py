@@ -127,8 +127,8 @@ _FLEET: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(FleetMod
 _BASE_RULES: dict[PlannerBase, str] = {
     "p50": "p50: on demand for the P50 of the demand seen, spot for the rest",
     "market": "market: the P50 base scaled by the interruptions seen so far",
-    "fraction": "fraction: on demand only as the spot fraction requires; spot under notice "
-    "covered on demand",
+    "fraction": "fraction: no P50 base, on demand only as the spot fraction requires (the "
+    "cover asked for at a preemption notice guards typical traffic)",
 }
 """The text report's line for each planner base rule (`costengine.backtest`, mechanism 5)."""
 

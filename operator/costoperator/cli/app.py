@@ -1065,7 +1065,8 @@ def backtest(
             "(the seed's hybrid), spot for the rest; market: that base scaled by the "
             "interruptions seen so far (it falls while spot runs without preemptions, back at "
             "the first one); fraction: no P50 base, on demand only as --max-spot-fraction "
-            "requires, spot under a preemption notice covered on demand. Default: fraction "
+            "requires (the on-demand cover asked for at a preemption notice guards typical "
+            "traffic). Default: fraction "
             "when --preemption-notice-s is at least --cold-start-s (the cover serves before "
             "spot goes), else p50; without such a notice market and fraction are cheaper in a "
             "calm market and short of tokens when a storm follows one.",
