@@ -371,6 +371,23 @@ def test_a_flapping_signal_changes_the_planners_replicas_a_few_times_an_hour() -
     assert len(set(drifting.decisions[len(od) // 2 :])) == 1  # settled in the second half hour
 
 
+def test_short_bursts_every_few_minutes_keep_the_planners_replicas() -> None:
+    """30 s bursts at 30× the baseline every 4 minutes, for two hours: released between bursts,
+    replicas would come back a cold start after the next one has gone. The planner's 300 s
+    window holds them: within the issue's 0.5% of tokens short (lost while the history learns
+    the bursts, none after the third), a few actions. (A scale-down window shortened from a
+    replay of the observed rates, tried and not shipped, dropped 7.1% here: BENCHMARKS.md.)"""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    demand = [(1500.0 if t % 24 < 3 else 50.0) * fleet.step_s for t in range(720)]
+    planner = make_policy("planner", fleet, 16, 8, 12, 0.7)
+    r = simulate(demand, planner, fleet)
+    assert r.shortfall_tokens <= 0.005 * sum(demand)
+    assert r.scale_actions <= 6
+    assert sum(r.series.shortfall_tokens[3 * 24 :]) == 0  # none after the first three bursts
+
+
 def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> None:
     fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                        on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
