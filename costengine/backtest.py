@@ -1158,9 +1158,9 @@ def require_planner_base(base: str) -> None:
 
 def resolve_planner_base(fleet: FleetModel, chosen: PlannerBase | None) -> PlannerBase:
     """`chosen`, or by default (None) ``fraction`` when the fleet's preemption notice covers
-    the cold start and ``p50`` otherwise (`PlannerPolicy._base`)."""
+    the cold start and ``p50`` otherwise (`PlannerPolicy._base`). A chosen rule is checked
+    where it is kept: `BacktestSettings` and `PlannerPolicy`."""
     if chosen is not None:
-        require_planner_base(chosen)
         return chosen
     return "fraction" if fleet.notice_covers_cold_start else "p50"
 
