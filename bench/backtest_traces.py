@@ -2,7 +2,8 @@
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
         [--oracle-utilization U] [--planner-base p50|market|fraction]
-        [--planner-recent-peak] [--preemption-offset-s S] [--preemption-notice-s S]
+        [--planner-recent-peak] [--planner-no-level] [--preemption-offset-s S]
+        [--preemption-notice-s S]
 
 For each trace of the shared data folder and each spot-market speedup (default: 1, the market
 replayed in real time, which is `llmcost backtest`'s default; and 24, a day of the market in
@@ -65,6 +66,11 @@ def main() -> int:
         help="size the planner for the recent peak plus 10%% headroom (the earlier rule)",
     )
     parser.add_argument(
+        "--planner-no-level",
+        action="store_true",
+        help="size the planner's steady term at each tick's rate, not the sustained level",
+    )
+    parser.add_argument(
         "--preemption-offset-s", type=float, default=0.0, help="start this far into the market"
     )
     parser.add_argument(
@@ -76,6 +82,8 @@ def main() -> int:
     args = parser.parse_args()
     speedups = args.speedup or [1.0, 24.0]
     overrides: dict[str, Any] = {"planner_base": args.planner_base}
+    if args.planner_no_level:
+        overrides["planner_level"] = False
     if args.planner_recent_peak:
         overrides.update(planner_burst_quantile=None, planner_headroom=0.1)
     if args.preemption_notice_s is not None:

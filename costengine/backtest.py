@@ -70,10 +70,13 @@ The policies
   per 15 s, 300 s scale-down stabilization). On demand only.
 - ``planner`` (ours): each tick `costengine.spotplan.plan_spot` on the observed history (the
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
-  recent-peak horizon of one cold start (at least the rate window), as the operator calls it,
-  with the operator's limits (target utilization, the burst margin at its P90 and no extra
-  headroom, the spot fraction and a spot cap of the on-demand peak fleet). The driver adds
-  five mechanisms around it, all on past data and the market's preemption notices:
+  recent-peak horizon of one cold start (at least the rate window) and a sustained level over
+  the scale-down window (the median of its ticks: the target utilization's slack is kept over
+  that level, not over each noisy sample; a rise past the slack counts as it is), as the
+  operator calls it, with the operator's limits (target utilization, the burst margin at its
+  P90 and no extra headroom, the spot fraction and a spot cap of the on-demand peak fleet).
+  The driver adds five mechanisms around it, all on past data and the market's preemption
+  notices:
   1. The on-demand base (rules ``p50`` and ``market``, mechanism 5) is the plan's
      ``recommended_on_demand_base`` (the P50 of the history so far) computed with replicas
      counted at ``base_utilization`` of their throughput (default 1: a second `plan_spot` call
@@ -494,6 +497,8 @@ class PlannerPolicy:
     on_demand_limits: GovernorLimits
     spot_limits: GovernorLimits
     recent_peak_horizon: int
+    level_horizon: int = 0
+    """Ticks the sustained level is the median of (`costengine.spotplan.sustained_level`)."""
     base_utilization: float = 1.0
     """Share of a replica's throughput the on-demand base is sized at (see `decide`)."""
     interruption_half_life_s: float = SECONDS_PER_HOUR
@@ -553,6 +558,7 @@ class PlannerPolicy:
             economics,
             self.limits,
             recent_peak_horizon=self.recent_peak_horizon,
+            level_horizon=self.level_horizon,
         )
 
     def _base(self, obs: Observation, economics: ReplicaEconomics) -> int:
@@ -582,6 +588,7 @@ class PlannerPolicy:
                 economics,
                 base_limits,
                 recent_peak_horizon=self.recent_peak_horizon,
+                level_horizon=self.level_horizon,
             ).recommended_on_demand_base
             prior = self.economics.interruptions_per_replica_hour
             if self.base == "market" and prior > 0:
@@ -1093,6 +1100,9 @@ class BacktestSettings:
     recent-peak rule)."""
     planner_base_utilization: float = 1.0
     """Share of a replica's throughput the planner's on-demand base is sized at."""
+    planner_level: bool = True
+    """The planner sizes its steady term at the sustained level over the scale-down window
+    (the operator's default); False: at each tick's rate."""
     planner_base: PlannerBase | None = None
     """The planner's on-demand base rule (`PlannerPolicy._base`); None: ``fraction`` when the
     fleet's preemption notice is at least a cold start, else ``p50``."""
@@ -1176,9 +1186,11 @@ def make_policy(
     planner_base_utilization: float = 1.0,
     planner_base: PlannerBase | None = None,
     planner_burst_quantile: float | None = 0.9,
+    planner_level: bool = True,
 ) -> Policy:
     """A fresh policy by name (not the oracle, which needs its plan). `planner_base` None:
-    ``fraction`` when the fleet's preemption notice is at least a cold start, else ``p50``."""
+    ``fraction`` when the fleet's preemption notice is at least a cold start, else ``p50``;
+    `planner_level`: the sustained level over the spot scale-down window, else none."""
     if name == "on_demand_peak":
         return StaticPolicy("on_demand_peak", peak_replicas)
     if name == "seed_hybrid":
@@ -1212,15 +1224,19 @@ def make_policy(
             burst_quantile=planner_burst_quantile,
         )
         # As the operator does: the lead (the recent-peak horizon) is one cold start, at least
-        # the rate window.
+        # the rate window; the sustained level spans the scale-down window.
         recent_s = max(fleet.cold_start_s, fleet.rate_window_s)
         horizon = max(1, math.ceil(recent_s / fleet.control_period_s - _EPS))
+        spot_limits = GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas)
         return PlannerPolicy(
             economics=economics,
             limits=limits,
             on_demand_limits=GovernorLimits(min_replicas=1, max_replicas=max(1, 4 * peak_replicas)),
-            spot_limits=GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas),
+            spot_limits=spot_limits,
             recent_peak_horizon=horizon,
+            level_horizon=math.ceil(spot_limits.scale_down_window_s / fleet.control_period_s - _EPS)
+            if planner_level
+            else 0,
             base_utilization=planner_base_utilization,
             base=resolve_planner_base(fleet, planner_base),
         )
@@ -1294,6 +1310,7 @@ def run_backtest(
                 settings.planner_base_utilization,
                 settings.base,
                 settings.planner_burst_quantile,
+                settings.planner_level,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")
         results[name] = simulate(demand_tokens, policy, fleet, spot_available)

@@ -12,20 +12,30 @@ The planner, `plan_spot`
 2. Sizing, by default the burst rule (``burst_quantile`` set): a replica ordered now serves
    only a lead time later (``recent_peak_horizon`` samples, which a caller should make span
    one cold start), so the fleet must carry, until then, whatever demand rises to. The
-   history says how far it rises: for each past sample at or above the current level, the
+   history says how far it rises: for each past sample at or above the current sample, the
    highest of its next ``lead`` samples less it (0 when demand fell) is one observed rise,
    and the burst margin is the ``burst_quantile`` of those rises (`burst_margin`; rises from
    lower levels are left out, or the top of a burst would carry a second one on top). Needed
-   replicas cover both ``current × (1 + headroom)`` at the target utilization (steady
+   replicas cover both ``level × (1 + headroom)`` at the target utilization (steady
    serving) and ``current + margin`` at full throughput (a burst may run replicas 100%
    busy for one lead time, while the replicas it triggers start; latency grows, no work is
    lost). A flat history asks for no margin beyond the target utilization's slack; a history
-   of bursts from silence keeps spare replicas for the next one. With ``burst_quantile =
-   None``, the recent-peak rule: sizing demand ``max(current, peak of the last
-   recent_peak_horizon samples) × (1 + headroom)`` at the target utilization (the seed's
-   "size for the peak"). ``recent_peak_horizon = None`` makes the whole history recent (the
-   lead: all later samples).
-3. Needed replicas: the above rounded up; 0 when the current demand and the margin are 0.
+   of bursts from silence keeps spare replicas for the next one.
+   The ``level`` is the current sample, or with ``level_horizon`` set the **sustained
+   level** (`sustained_level`): the median of the last ``level_horizon`` samples and the
+   current one, unless the current sample is above what that median's fleet serves at full
+   throughput (median ÷ target utilization): such a rise is a new level and counts as it is.
+   The target utilization's slack is then kept over the level, not over each noisy sample:
+   noise within the slack runs replicas busier for a while (the burst term still carries the
+   current sample and its margin at full throughput); a rise past the slack is sized as
+   without a level. A caller should make the horizon span the scale-down window, whose
+   maximum would otherwise hold the slack over the window's noisiest sample.
+   With ``burst_quantile = None``, the recent-peak rule: sizing demand ``max(current, peak of
+   the last recent_peak_horizon samples) × (1 + headroom)`` at the target utilization (the
+   seed's "size for the peak"). ``recent_peak_horizon = None`` makes the whole history recent
+   (the lead: all later samples).
+3. Needed replicas: the above rounded up; 0 when the level, the current demand and the margin
+   are 0.
 4. On demand first, spot for the rest: unclamped spot = ``max(0, needed − on_demand)``.
 5. Limits, in this order: ``[min_replicas, max_replicas]``, then the global cap, then the spot
    fraction ``spot ≤ f × (on_demand + spot)``, i.e. ``spot ≤ floor(f ÷ (1 − f) × on_demand)``
@@ -94,6 +104,9 @@ from costengine.tenancy import _quantile
 
 SPOT_MAX_COLD_START_S = 300.0
 """Seed, spot-hostile patterns: "Models with >5 min cold-start time"."""
+
+SCALE_DOWN_WINDOW_S = 300.0
+"""The governor's default scale-down stabilization window, Kubernetes HPA's default."""
 
 _EPS = 1e-9
 """Slack for float noise in replica arithmetic (0.7 × 3 ÷ 0.3 is 6.999…, not 7)."""
@@ -201,7 +214,8 @@ class WorkloadTraits:
 class SpotPlan:
     demand_tokens_per_second: float
     """The demand the plan is sized for at the target utilization, after headroom (with the
-    burst rule: the current demand, or the burst at full throughput if that needs more)."""
+    burst rule: the sustained level, by default the current demand, or the burst at full
+    throughput if that needs more)."""
     needed_replicas: int
     """Replicas (on demand + spot) the sizing needs (module, steps 2-3)."""
     on_demand_replicas: int
@@ -275,6 +289,23 @@ def burst_margin(
     return _quantile(rises, quantile) if rises else 0.0
 
 
+def sustained_level(
+    history: Sequence[float], current: float, horizon: int | None, target_utilization: float
+) -> float:
+    """The demand the planner's steady term sizes at the target utilization (module, step 2):
+    the median of the last `horizon` samples of `history` (oldest first; None: all of them)
+    and `current`, or `current` when it is above ``median ÷ target_utilization`` (more than
+    the median's fleet serves at full throughput: not noise the slack absorbs, a new level).
+    ``horizon = 0``: `current`."""
+    require_non_negative("current", current)
+    require_ratio("target_utilization", target_utilization)
+    if horizon is not None:
+        require_non_negative("horizon", horizon)
+    recent = list(history) if horizon is None else list(history)[-horizon:] if horizon else []
+    level = _quantile([*recent, current], 0.5)
+    return current if current * target_utilization > level + _EPS else level
+
+
 def _percentile_name(q: float) -> str:
     return f"P{q * 100:.3g}"
 
@@ -287,12 +318,15 @@ def plan_spot(
     limits: SpotLimits = SpotLimits(),
     traits: WorkloadTraits = WorkloadTraits(),
     recent_peak_horizon: int | None = None,
+    level_horizon: int | None = 0,
 ) -> SpotPlan:
     """Spot replicas to run now beside `on_demand_replicas`, and what the hour costs.
 
     `demand_history` holds recent total tokens/s samples, oldest first (may be empty);
     `recent_peak_horizon` is how many trailing samples count for the burst peak (None: all,
-    0: only `current_demand`). The mechanism is in the module docstring.
+    0: only `current_demand`); `level_horizon` how many trailing samples the sustained level
+    is the median of (None: all, 0: the level is `current_demand`; the burst rule only). The
+    mechanism is in the module docstring.
     """
     for i, sample in enumerate(demand_history):
         require_non_negative(f"demand_history[{i}]", sample)
@@ -300,9 +334,10 @@ def plan_spot(
     require_non_negative("on_demand_replicas", on_demand_replicas)
     if recent_peak_horizon is not None:
         require_non_negative("recent_peak_horizon", recent_peak_horizon)
+    if level_horizon is not None:
+        require_non_negative("level_horizon", level_horizon)
 
     usable = economics.tokens_per_second * limits.target_utilization
-    steady = current_demand * (1 + limits.headroom)
     if limits.burst_quantile is None:
         recent = list(demand_history)
         if recent_peak_horizon is not None:
@@ -310,6 +345,10 @@ def plan_spot(
         sizing = float(max([current_demand, *recent])) * (1 + limits.headroom)
         needed = _replicas_for(sizing, usable)
     else:
+        level = sustained_level(
+            demand_history, current_demand, level_horizon, limits.target_utilization
+        )
+        steady = level * (1 + limits.headroom)
         margin = burst_margin(
             demand_history, current_demand, recent_peak_horizon, limits.burst_quantile
         )
@@ -454,7 +493,7 @@ class GovernorLimits:
     """Replicas added per scale-up at most, ≥ 1."""
     scale_up_period_s: float = 60.0
     """At most one scale-up per this many seconds."""
-    scale_down_window_s: float = 300.0
+    scale_down_window_s: float = SCALE_DOWN_WINDOW_S
     """Scale down only to the highest recommendation in this window, s."""
 
     def __post_init__(self) -> None:

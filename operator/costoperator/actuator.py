@@ -77,9 +77,7 @@ def governor_limits(policy: PolicyView, global_cap: int | None) -> GovernorLimit
         scale_up_period_s=float(
             spot.scale_up_stabilization_s if spot.scale_up_stabilization_s is not None else 60
         ),
-        scale_down_window_s=float(
-            spot.scale_down_stabilization_s if spot.scale_down_stabilization_s is not None else 300
-        ),
+        scale_down_window_s=spot.scale_down_window_s,
     )
 
 

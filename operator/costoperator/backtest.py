@@ -166,6 +166,8 @@ class BacktestOptions:
     planner_burst_quantile: float | None = 0.9
     """None: the planner sizes for the recent peak (`SpotLimits.burst_quantile`)."""
     planner_base_utilization: float = 1.0
+    planner_level: bool = True
+    """False: the planner sizes each tick's rate, not the sustained level."""
     planner_base: PlannerBase | None = None
     """None: ``fraction`` when the preemption notice is at least the cold start, else ``p50``."""
     oracle_utilization: float | None = None
@@ -407,6 +409,7 @@ def run(options: BacktestOptions) -> Backtest:
         planner_burst_quantile=options.planner_burst_quantile,
         planner_base_utilization=options.planner_base_utilization,
         planner_base=options.planner_base,
+        planner_level=options.planner_level,
         oracle_utilization=options.oracle_utilization,
     )
     _say(
@@ -516,6 +519,7 @@ def report(bt: Backtest) -> dict[str, Any]:
             "planner_burst_quantile": r.settings.planner_burst_quantile,
             "planner_base_utilization": r.settings.planner_base_utilization,
             "planner_base": r.settings.base,
+            "planner_level": r.settings.planner_level,
             "oracle_utilization": r.settings.oracle_share,
             "oracle_time_limit_s": o.oracle_time_limit_s,
             "max_spot_fraction": r.settings.max_spot_fraction,
@@ -673,6 +677,12 @@ def render(bt: Backtest, output: str) -> None:
                 f"{r.seed_base_replicas} + spot {r.seed_spot_replicas}",
             ),
             ("planner base", _BASE_RULES[r.settings.base]),
+            (
+                "planner level",
+                "the median rate over the 300 s scale-down window"
+                if r.settings.planner_level
+                else "each tick's rate (--no-planner-level)",
+            ),
             ("spot market", bt.spot.path.name if bt.spot else "always available"),
             (
                 "time",

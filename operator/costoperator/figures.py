@@ -19,7 +19,7 @@ from costengine.caching import semantic_cache_savings_usd_per_hour
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import SpotLimits
+from costengine.spotplan import SCALE_DOWN_WINDOW_S, SpotLimits
 from costengine.throughput import BatchRun, Deployment
 from costoperator.cluster import NodeInfo, PodInfo
 from costoperator.queries import Family, MetricOverrides, SemanticCounters
@@ -59,6 +59,13 @@ class SpotView:
         if self.max_replicas is not None:
             return self.max_replicas
         return max(self.min_replicas, global_cap or SpotLimits().max_replicas)
+
+    @property
+    def scale_down_window_s(self) -> float:
+        """`scaleDownStabilizationSeconds`; unset, the governor's default (the HPA's 300 s)."""
+        if self.scale_down_stabilization_s is not None:
+            return float(self.scale_down_stabilization_s)
+        return SCALE_DOWN_WINDOW_S
 
     def limits(self, global_cap: int | None) -> SpotLimits:
         defaults = SpotLimits()

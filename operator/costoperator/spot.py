@@ -149,8 +149,10 @@ def plan_for_policy(
         spot_usd_per_gpu_hour=spot_usd,
     )
     # The planner's lead: a spot replica ordered now serves a cold start later (at least the
-    # rate window), so the burst margin counts rises within that many samples.
+    # rate window), so the burst margin counts rises within that many samples. The sustained
+    # level is the median over the scale-down window, whose maximum the actuator holds.
     recent = history.values(key, since=now - max(economics.cold_start_s, policy.window_s))
+    level = history.values(key, since=now - spot.scale_down_window_s)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
     try:
         plan = plan_spot(
@@ -160,6 +162,7 @@ def plan_for_policy(
             economics,
             spot.limits(global_cap),
             recent_peak_horizon=len(recent),
+            level_horizon=len(level),
         )
     except CostEngineError as exc:
         return None, f"planner: {exc}"

@@ -63,6 +63,7 @@ def test_json_has_the_five_policies_with_the_design_keys(
     assert opts["billing_granularity_s"] == 60
     assert opts["preemption_notice_s"] == 120
     assert opts["planner_base"] == "fraction"  # the notice covers the cold start
+    assert opts["planner_level"] is True
     assert opts["preemption_speedup"] == 1
     assert doc["fleets"]["on_demand_peak_replicas"] == 8
     assert doc["load_scale"] > 0
@@ -182,6 +183,25 @@ def test_the_base_can_be_chosen_whatever_the_notice(shared_data: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["options"]["planner_base"] == base
+
+
+def test_the_sustained_level_can_be_switched_off(shared_data: Path) -> None:
+    """Without the level the planner sizes each tick's noisy rate at the target utilization:
+    on the conversation trace it costs more, and neither drops tokens."""
+    trace = shared_data / "traces" / "azure_llm_2023_conv.csv"
+    docs = {}
+    for name, args in (("level", []), ("none", ["--no-planner-level"])):
+        done = run(
+            "backtest", "--trace", str(trace), "--policy", "planner", "--quiet", "--output",
+            "json", *args,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        docs[name] = json.loads(done.stdout)
+    assert docs["level"]["options"]["planner_level"] is True
+    assert docs["none"]["options"]["planner_level"] is False
+    level, none = docs["level"]["policies"]["planner"], docs["none"]["policies"]["planner"]
+    assert level["cost_usd"] < none["cost_usd"]
+    assert level["shortfall_token_ratio"] == none["shortfall_token_ratio"] == 0
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,24 @@ def test_the_recent_peak_sizes_spot_but_an_old_one_does_not() -> None:
     assert plan.spot_replicas > 0
 
 
+def test_noise_within_the_slack_is_sized_at_the_level_over_the_scale_down_window() -> None:
+    # 2 on-demand replicas of 2,000 tokens/s (1,400 at 70%). Noisy traffic around 4,000
+    # tokens/s for five minutes, now at a high of 4,700: sized as it is, ceil(4700 / 1400) = 4
+    # replicas (2 spot); the level over the 300 s scale-down window is the median, 4,200:
+    # ceil(4200 / 1400) = 3 (1 spot), which still serve 4,700 at full throughput.
+    def plan_at_high(**spot: object) -> int:
+        history = DemandHistory()
+        for i, tps in enumerate([4000, 4600, 3500, 4400, 3700] * 2):
+            plan_for_policy(policy(**spot), fleet(tps), PRICES, history, now=30 * i)
+        plan, why = plan_for_policy(policy(**spot), fleet(4700), PRICES, history, now=300)
+        assert plan is not None, why
+        return plan.spot_replicas
+
+    assert plan_at_high() == 1
+    assert plan_at_high(scale_down_stabilization_s=300) == 1
+    assert plan_at_high(scale_down_stabilization_s=0) == 2  # no window: the sample is the level
+
+
 def test_limits_of_the_policy_bound_the_recommendation() -> None:
     plan, _ = plan_for_policy(policy(max_replicas=1), fleet(20000), PRICES, DemandHistory(), now=1)
     assert plan is not None

@@ -25,6 +25,7 @@ from costengine.spotplan import (
     hold,
     plan_spot,
     spot_fraction_bound,
+    sustained_level,
 )
 from costengine.tenancy import _quantile
 
@@ -187,6 +188,42 @@ def test_burst_rule_keeps_spare_replicas_for_bursts_from_silence_and_none_for_fl
     # margin is 0 and the steady term sizes the fleet, ceil(5000 / 700) = 8, not a second
     # burst stacked on the first.
     assert plan_spot(history, 5000, 2, SEED, limits, recent_peak_horizon=4).needed_replicas == 8
+
+
+def test_sustained_level_is_the_median_unless_a_rise_passes_the_slack() -> None:
+    noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0]
+    # Noise within the slack: the median of the horizon's samples and the current one.
+    assert sustained_level(noisy, 4700, 5, 0.7) == pytest.approx(4200)
+    assert sustained_level(noisy, 4700, 2, 0.7) == pytest.approx(4400)
+    assert sustained_level(noisy, 4700, None, 0.7) == pytest.approx(4200)
+    assert sustained_level(noisy, 4700, 0, 0.7) == 4700  # no horizon: the current sample
+    # Falling demand: the level stays at the median (the scale-down window holds it anyway).
+    assert sustained_level(noisy, 1000, 5, 0.7) == pytest.approx(3850)
+    # Past the slack (above 4,200 ÷ 0.7 = 6,000): a new level, counted as it is.
+    assert sustained_level(noisy, 6100, 5, 0.7) == 6100
+    assert sustained_level(noisy, 5900, 5, 0.7) == pytest.approx(4200)
+
+
+def test_the_sustained_level_keeps_the_slack_over_the_level_not_over_each_sample() -> None:
+    limits = SpotLimits(max_replicas=20)  # target utilization 0.7, P90 burst margin
+    noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0] * 4
+    # At a noisy high of 4,700 tokens/s: without a level the slack goes on top of it,
+    # ceil(4700 / 700) = 7 replicas; with a level of the median of the last 10 samples and the
+    # current one (4,000) the steady term needs ceil(4000 / 700) = 6, and the burst term still
+    # carries 4,700 at full throughput (no rise was seen from 4,700 or above).
+    assert plan_spot(noisy, 4700, 2, SEED, limits, recent_peak_horizon=4).needed_replicas == 7
+    plan = plan_spot(noisy, 4700, 2, SEED, limits, recent_peak_horizon=4, level_horizon=10)
+    assert plan.needed_replicas == 6
+    assert plan.needed_replicas * SEED.tokens_per_second >= 4700
+    assert plan.demand_tokens_per_second == pytest.approx(4000)
+    # A rise past the slack is sized as it is, level or not: ceil(7000 / 700) = 10.
+    for level in (0, 10):
+        rise = plan_spot(noisy, 7000, 2, SEED, limits, recent_peak_horizon=4, level_horizon=level)
+        assert rise.needed_replicas == 10
+    # The recent-peak rule has no steady term and ignores the level.
+    peak = replace(limits, burst_quantile=None, headroom=0.1)
+    for level in (0, 10):
+        assert plan_spot(noisy, 4700, 2, SEED, peak, level_horizon=level).needed_replicas == 8
 
 
 def test_base_covers_the_quantile_of_history_and_current_without_headroom() -> None:
@@ -392,6 +429,9 @@ def test_max_replicas_and_global_cap() -> None:
         lambda: plan_spot([], float("nan"), 1, SEED),
         lambda: plan_spot([], 0, -1, SEED),
         lambda: plan_spot([], 0, 1, SEED, recent_peak_horizon=-1),
+        lambda: plan_spot([], 0, 1, SEED, level_horizon=-1),
+        lambda: sustained_level([], -1, 0, 0.7),
+        lambda: sustained_level([], 0, 0, 0),
         lambda: GovernorLimits(min_replicas=5, max_replicas=4),
         lambda: GovernorLimits(0, 4, max_step_up=0),
         lambda: GovernorLimits(0, 4, scale_down_window_s=-1),

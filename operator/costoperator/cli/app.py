@@ -1058,6 +1058,15 @@ def backtest(
             "--target-utilization)."
         ),
     ] = 1.0,
+    planner_level: Annotated[
+        bool,
+        typer.Option(
+            help="Size the planner's steady serving for the sustained level, the median rate "
+            "over its 300 s scale-down window (a rate past that level's slack counts as it "
+            "is), as the operator does; --no-planner-level sizes each tick's rate at the "
+            "target utilization (the earlier rule).",
+        ),
+    ] = True,
     planner_base: Annotated[
         PlannerBaseRule | None,
         typer.Option(
@@ -1152,6 +1161,7 @@ def backtest(
             planner_headroom=planner_headroom,
             planner_burst_quantile=None if planner_recent_peak else planner_burst_quantile,
             planner_base_utilization=planner_base_utilization,
+            planner_level=planner_level,
             planner_base=None if planner_base is None else planner_base.value,
             oracle_utilization=oracle_utilization,
             oracle_time_limit_s=oracle_time_limit_s,
