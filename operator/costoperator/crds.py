@@ -551,7 +551,8 @@ class SpotSpec(_Wire):
         default=None,
         ge=0,
         le=MAX_STABILIZATION_SECONDS,
-        description="Scale-down window (highest recommendation in it wins), s.",
+        description="Scale-down window (highest recommendation in it wins; the planner sizes "
+        "steady serving for the median demand over it), s.",
     )
     max_step: int | None = Field(
         default=None, ge=1, le=MAX_REPLICAS, description="Most replicas added per scale-up."
