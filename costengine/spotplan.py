@@ -289,6 +289,13 @@ def burst_margin(
     return _quantile(rises, quantile) if rises else 0.0
 
 
+def _trailing(samples: Sequence[float], horizon: int | None) -> list[float]:
+    """The last `horizon` of `samples` (None: all of them, 0: none)."""
+    if horizon is None:
+        return list(samples)
+    return list(samples)[-horizon:] if horizon else []
+
+
 def sustained_level(
     history: Sequence[float], current: float, horizon: int | None, target_utilization: float
 ) -> float:
@@ -301,8 +308,7 @@ def sustained_level(
     require_ratio("target_utilization", target_utilization)
     if horizon is not None:
         require_non_negative("horizon", horizon)
-    recent = list(history) if horizon is None else list(history)[-horizon:] if horizon else []
-    level = _quantile([*recent, current], 0.5)
+    level = _quantile([*_trailing(history, horizon), current], 0.5)
     return current if current * target_utilization > level + _EPS else level
 
 
@@ -339,9 +345,7 @@ def plan_spot(
 
     usable = economics.tokens_per_second * limits.target_utilization
     if limits.burst_quantile is None:
-        recent = list(demand_history)
-        if recent_peak_horizon is not None:
-            recent = recent[-recent_peak_horizon:] if recent_peak_horizon else []
+        recent = _trailing(demand_history, recent_peak_horizon)
         sizing = float(max([current_demand, *recent])) * (1 + limits.headroom)
         needed = _replicas_for(sizing, usable)
     else:

@@ -55,6 +55,10 @@ class DemandHistory:
     def values(self, key: tuple[str, str], since: float | None = None) -> list[float]:
         return [v for t, v in self._samples.get(key, ()) if since is None or t >= since]
 
+    def count(self, key: tuple[str, str], since: float) -> int:
+        """How many samples are at or after `since`."""
+        return sum(1 for t, _ in self._samples.get(key, ()) if t >= since)
+
     def forget_except(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop the history of deleted policies (memory stays bounded by live policies)."""
         live = set(keys)
@@ -151,8 +155,8 @@ def plan_for_policy(
     # The planner's lead: a spot replica ordered now serves a cold start later (at least the
     # rate window), so the burst margin counts rises within that many samples. The sustained
     # level is the median over the scale-down window, whose maximum the actuator holds.
-    recent = history.values(key, since=now - max(economics.cold_start_s, policy.window_s))
-    level = history.values(key, since=now - spot.scale_down_window_s)
+    lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s))
+    level = history.count(key, since=now - spot.scale_down_window_s)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
     try:
         plan = plan_spot(
@@ -161,8 +165,8 @@ def plan_for_policy(
             on_demand,
             economics,
             spot.limits(global_cap),
-            recent_peak_horizon=len(recent),
-            level_horizon=len(level),
+            recent_peak_horizon=lead,
+            level_horizon=level,
         )
     except CostEngineError as exc:
         return None, f"planner: {exc}"

@@ -20,6 +20,7 @@ from costengine.models import MODELS
 from costengine.pricing import PRICE_SHEETS, CapacityType, price_sheet
 from costengine.quant import QUANTIZATIONS
 from costengine.rightsize import Demand, rightsize
+from costengine.spotplan import SCALE_DOWN_WINDOW_S
 from costengine.throughput import ENGINES, Deployment, decode_throughput
 from costoperator.cli.render import emit, grid_table, key_value_table, money, num, pct
 from costoperator.traces import demand_series, read_trace
@@ -1062,9 +1063,9 @@ def backtest(
         bool,
         typer.Option(
             help="Size the planner's steady serving for the sustained level, the median rate "
-            "over its 300 s scale-down window (a rate past that level's slack counts as it "
-            "is), as the operator does; --no-planner-level sizes each tick's rate at the "
-            "target utilization (the earlier rule).",
+            f"over its {SCALE_DOWN_WINDOW_S:g} s scale-down window (a rate past that level's "
+            "slack counts as it is), as the operator does; --no-planner-level sizes each "
+            "tick's rate at the target utilization (the earlier rule).",
         ),
     ] = True,
     planner_base: Annotated[
