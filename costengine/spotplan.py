@@ -25,6 +25,10 @@ The planner, `plan_spot`
    level** (`sustained_level`): the median of the last ``level_horizon`` samples and the
    current one, unless the current sample is above what that median's fleet serves at full
    throughput (median ÷ target utilization): such a rise is a new level and counts as it is.
+   A fall counts as soon as the median of the latest three samples (``FALL_SAMPLES``) shows
+   it: below the long median, the level is the lower of the two. The scale-down window holds
+   a fall for its length anyway; its maximum of medians over the window would hold one for a
+   window and a half.
    The target utilization's slack is then kept over the level, not over each noisy sample:
    noise within the slack runs replicas busier for a while (the burst term still carries the
    current sample and its margin at full throughput); a rise past the slack is sized as
@@ -107,6 +111,10 @@ SPOT_MAX_COLD_START_S = 300.0
 
 SCALE_DOWN_WINDOW_S = 300.0
 """The governor's default scale-down stabilization window, Kubernetes HPA's default."""
+
+FALL_SAMPLES = 3
+"""A fall of the sustained level counts once the median of this many latest samples shows it
+(`sustained_level`): the smallest median that one odd sample does not move."""
 
 _EPS = 1e-9
 """Slack for float noise in replica arithmetic (0.7 × 3 ÷ 0.3 is 6.999…, not 7)."""
@@ -301,15 +309,27 @@ def sustained_level(
 ) -> float:
     """The demand the planner's steady term sizes at the target utilization (module, step 2):
     the median of the last `horizon` samples of `history` (oldest first; None: all of them)
-    and `current`, or `current` when it is above ``median ÷ target_utilization`` (more than
-    the median's fleet serves at full throughput: not noise the slack absorbs, a new level).
+    and `current`, except:
+
+    - a rise: `current` when it is above ``median ÷ target_utilization`` (more than the
+      median's fleet serves at full throughput: not noise the slack absorbs, a new level);
+    - a fall: when `current` is below the median, the median of the last `FALL_SAMPLES`
+      samples (`current` and the latest before it) if that is lower. The scale-down window
+      already holds a fall for its length; a median over the window alone would hold it half
+      as long again before the window even starts.
+
     ``horizon = 0``: `current`."""
     require_non_negative("current", current)
     require_ratio("target_utilization", target_utilization)
     if horizon is not None:
         require_non_negative("horizon", horizon)
     level = _quantile([*_trailing(history, horizon), current], 0.5)
-    return current if current * target_utilization > level + _EPS else level
+    if current * target_utilization > level + _EPS:
+        return current
+    if current < level:
+        latest = _quantile([*_trailing(history, FALL_SAMPLES - 1), current], 0.5)
+        return min(level, latest)
+    return level
 
 
 def _percentile_name(q: float) -> str:

@@ -52,12 +52,17 @@ class DemandHistory:
         self._samples[key] = deque(sorted(samples))
         return True
 
-    def values(self, key: tuple[str, str], since: float | None = None) -> list[float]:
-        return [v for t, v in self._samples.get(key, ()) if since is None or t >= since]
+    def values(self, key: tuple[str, str], before: float | None = None) -> list[float]:
+        """The samples (oldest first), those taken before `before` when it is given."""
+        return [v for t, v in self._samples.get(key, ()) if before is None or t < before]
 
-    def count(self, key: tuple[str, str], since: float) -> int:
-        """How many samples are at or after `since`."""
-        return sum(1 for t, _ in self._samples.get(key, ()) if t >= since)
+    def count(self, key: tuple[str, str], since: float, before: float | None = None) -> int:
+        """How many samples are at or after `since` (and before `before` when it is given)."""
+        return sum(
+            1
+            for t, _ in self._samples.get(key, ())
+            if t >= since and (before is None or t < before)
+        )
 
     def forget_except(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop the history of deleted policies (memory stays bounded by live policies)."""
@@ -154,13 +159,14 @@ def plan_for_policy(
     )
     # The planner's lead: a spot replica ordered now serves a cold start later (at least the
     # rate window), so the burst margin counts rises within that many samples. The sustained
-    # level is the median over the scale-down window, whose maximum the actuator holds.
-    lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s))
-    level = history.count(key, since=now - spot.scale_down_window_s)
+    # level is the median over the scale-down window, whose maximum the actuator holds. The
+    # history passed is the samples before this tick's, which is passed as the current one.
+    lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s), before=now)
+    level = history.count(key, since=now - spot.scale_down_window_s, before=now)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
     try:
         plan = plan_spot(
-            history.values(key),
+            history.values(key, before=now),
             demand,
             on_demand,
             economics,

@@ -119,6 +119,23 @@ def test_noise_within_the_slack_is_sized_at_the_level_over_the_scale_down_window
     assert plan_at_high(scale_down_stabilization_s=0) == 2  # no window: the sample is the level
 
 
+def test_a_fall_lowers_the_level_once_two_of_the_latest_three_samples_show_it() -> None:
+    # 4,000 tokens/s for five minutes: ceil(4000 / 1400) = 3 replicas, 1 spot beside the 2 on
+    # demand. One tick at 1,000 is one odd sample: the median of the latest three is still
+    # 4,000 (this tick's sample counts once, not also as the history's last). A second one is a
+    # fall: the level is 1,000 at once, not after half the window's median, and the 2 on-demand
+    # replicas serve it (the actuator's scale-down window still holds the spot replica).
+    history = DemandHistory()
+    for i in range(10):
+        plan_for_policy(policy(), fleet(4000), PRICES, history, now=30 * i)
+    spot = []
+    for now in (300, 330):
+        plan, why = plan_for_policy(policy(), fleet(1000), PRICES, history, now=now)
+        assert plan is not None, why
+        spot.append(plan.spot_replicas)
+    assert spot == [1, 0]
+
+
 def test_limits_of_the_policy_bound_the_recommendation() -> None:
     plan, _ = plan_for_policy(policy(max_replicas=1), fleet(20000), PRICES, DemandHistory(), now=1)
     assert plan is not None

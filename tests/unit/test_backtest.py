@@ -411,6 +411,27 @@ def test_the_sustained_level_spares_the_slack_on_noise_at_no_shortfall() -> None
     assert a.scale_actions <= b.scale_actions
 
 
+def test_a_fall_is_held_by_the_scale_down_window_only_not_also_by_the_level() -> None:
+    """800 ± 40 tokens/s for an hour, then 200 ± 40 (12 replicas at 70%, then 3-4): the
+    sustained level follows the fall once the latest three samples show it, so the fleet comes
+    down when the 300 s scale-down window has passed (and the 60 s rate has seen the fall), not
+    half the level's horizon later as well (at 450 s with the long median alone)."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    noise = random.Random(7)
+    demand = [max(0.0, noise.gauss(800 if t < 360 else 200, 40)) * fleet.step_s for t in range(720)]
+    planner = make_policy("planner", fleet, 16, 8, 12, 0.7)
+    assert isinstance(planner, PlannerPolicy)
+    result = simulate(demand, planner, fleet)
+    assert result.shortfall_tokens == 0
+    fall_tick = 360 // fleet.steps_per_period
+    totals = [o + s for o, s in planner.decisions]
+    assert totals[fall_tick - 1] == 12
+    down = next(i for i in range(fall_tick, len(totals)) if totals[i] <= 6)
+    assert (down - fall_tick) * fleet.control_period_s <= 300 + 60
+
+
 def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> None:
     fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                        on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,

@@ -190,15 +190,28 @@ def test_burst_rule_keeps_spare_replicas_for_bursts_from_silence_and_none_for_fl
     assert plan_spot(history, 5000, 2, SEED, limits, recent_peak_horizon=4).needed_replicas == 8
 
 
-def test_sustained_level_is_the_median_unless_a_rise_passes_the_slack() -> None:
+def test_sustained_level_is_the_median_unless_a_rise_passes_the_slack_or_a_fall_holds() -> None:
     noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0]
     # Noise within the slack: the median of the horizon's samples and the current one.
     assert sustained_level(noisy, 4700, 5, 0.7) == pytest.approx(4200)
     assert sustained_level(noisy, 4700, 2, 0.7) == pytest.approx(4400)
     assert sustained_level(noisy, 4700, None, 0.7) == pytest.approx(4200)
     assert sustained_level(noisy, 4700, 0, 0.7) == 4700  # no horizon: the current sample
-    # Falling demand: the level stays at the median (the scale-down window holds it anyway).
-    assert sustained_level(noisy, 1000, 5, 0.7) == pytest.approx(3850)
+    # One low sample: the latest three (4,400, 3,700, 1,000) have a median of 3,700, so the
+    # level does not follow the odd sample down, only to that median (below the long 3,850).
+    assert sustained_level(noisy, 1000, 5, 0.7) == pytest.approx(3700)
+    # A fall that holds: the latest three samples' median is the level at once, not after
+    # half the horizon of the long median (2,350 over 5 samples, 3,600 over 7); the
+    # scale-down window holds it anyway.
+    fallen = [*noisy, 1200.0, 1100.0]
+    assert sustained_level(fallen, 1000, 5, 0.7) == pytest.approx(1100)
+    assert sustained_level(fallen, 1000, 7, 0.7) == pytest.approx(1100)
+    # Below the long median but the latest three higher: the long median.
+    assert sustained_level([4000.0, 4600.0, 3500.0, 4400.0, 4700.0], 4100, 5, 0.7) == (
+        pytest.approx(4250)
+    )
+    # A horizon of 0 is the current sample, even when it falls.
+    assert sustained_level(fallen, 1000, 0, 0.7) == 1000
     # Past the slack (above 4,200 ÷ 0.7 = 6,000): a new level, counted as it is.
     assert sustained_level(noisy, 6100, 5, 0.7) == 6100
     assert sustained_level(noisy, 5900, 5, 0.7) == pytest.approx(4200)
