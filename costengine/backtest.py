@@ -72,9 +72,10 @@ The policies
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
   recent-peak horizon of one cold start (at least the rate window) and a sustained level over
   the scale-down window (the median of its ticks: the target utilization's slack is kept over
-  that level, not over each noisy sample; a rise past the slack counts as it is), as the
-  operator calls it, with the operator's limits (target utilization, the burst margin at its
-  P90 and no extra headroom, the spot fraction and a spot cap of the on-demand peak fleet).
+  that level, not over each noisy sample; a rise past the slack counts as it is, a fall once
+  the median of the latest three ticks shows it), as the operator calls it, with the
+  operator's limits (target utilization, the burst margin at its P90 and no extra headroom,
+  the spot fraction and a spot cap of the on-demand peak fleet).
   The driver adds five mechanisms around it, all on past data and the market's preemption
   notices:
   1. The on-demand base (rules ``p50`` and ``market``, mechanism 5) is the plan's

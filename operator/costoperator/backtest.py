@@ -68,7 +68,7 @@ from costengine.backtest import (
 )
 from costengine.errors import InvalidInputError
 from costengine.pricing import CapacityType, price_sheet
-from costengine.spotplan import SCALE_DOWN_WINDOW_S
+from costengine.spotplan import FALL_SAMPLES, SCALE_DOWN_WINDOW_S
 from costengine.throughput import Deployment
 from costoperator.cli.render import emit, grid_table, jsonable, key_value_table, money, num, pct
 from costoperator.traces import Request, TraceError, find_shared_data, read_trace
@@ -680,7 +680,8 @@ def render(bt: Backtest, output: str) -> None:
             ("planner base", _BASE_RULES[r.settings.base]),
             (
                 "planner level",
-                f"the median rate over the {SCALE_DOWN_WINDOW_S:g} s scale-down window"
+                f"the median rate over the {SCALE_DOWN_WINDOW_S:g} s scale-down window "
+                f"(a fall: over the latest {FALL_SAMPLES} rates)"
                 if r.settings.planner_level
                 else "each tick's rate (--no-planner-level)",
             ),

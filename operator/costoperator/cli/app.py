@@ -1064,7 +1064,8 @@ def backtest(
         typer.Option(
             help="Size the planner's steady serving for the sustained level, the median rate "
             f"over its {SCALE_DOWN_WINDOW_S:g} s scale-down window (a rate past that level's "
-            "slack counts as it is), as the operator does; --no-planner-level sizes each "
+            "slack counts as it is; a fall counts once the median of the latest three rates "
+            "shows it), as the operator does; --no-planner-level sizes each "
             "tick's rate at the target utilization (the earlier rule).",
         ),
     ] = True,
