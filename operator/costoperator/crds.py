@@ -544,6 +544,14 @@ class SpotSpec(_Wire):
     target_utilization: float | None = Field(
         default=None, gt=0, le=1, description="Utilization the planner sizes for, (0, 1]."
     )
+    burst_quantile: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The planner's burst margin covers this quantile of the demand rises seen "
+        "within one cold start, 0..1 (unset: 0.9). Raise it for rarer bursts; 0 keeps no "
+        "margin beyond targetUtilization's slack.",
+    )
     scale_up_stabilization_seconds: int | None = Field(
         default=None, ge=0, le=MAX_STABILIZATION_SECONDS, description="Scale-up window, s."
     )

@@ -50,6 +50,8 @@ class SpotView:
     max_replicas: int | None = None
     max_spot_fraction: float | None = None
     target_utilization: float | None = None
+    burst_quantile: float | None = None
+    """`burstQuantile`; unset, `SpotLimits`' default."""
     max_step: int | None = None
     scale_up_stabilization_s: int | None = None
     scale_down_stabilization_s: int | None = None
@@ -76,6 +78,9 @@ class SpotView:
             if self.max_spot_fraction is not None
             else defaults.max_spot_fraction,
             target_utilization=self.target_utilization or defaults.target_utilization,
+            burst_quantile=self.burst_quantile
+            if self.burst_quantile is not None
+            else defaults.burst_quantile,
             global_cap=global_cap,
         )
 

@@ -445,6 +445,7 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         max_replicas=spot.max_replicas,
         max_spot_fraction=spot.max_spot_fraction,
         target_utilization=spot.target_utilization,
+        burst_quantile=spot.burst_quantile,
         max_step=spot.max_step,
         scale_up_stabilization_s=spot.scale_up_stabilization_seconds,
         scale_down_stabilization_s=spot.scale_down_stabilization_seconds,

@@ -39,6 +39,26 @@ def test_design_example_policy_becomes_a_view_with_its_overrides() -> None:
     assert rt.tick_interval_s() == 30
 
 
+def test_spot_fields_reach_the_planners_limits() -> None:
+    rt = Runtime()
+    doc = example("llama70b.yaml")
+    doc["spec"]["spot"].update(burstQuantile=0.99, targetUtilization=0.6, maxSpotFraction=0.5)
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 1)
+    (view,) = rt.views()
+    assert view.spot is not None
+    limits = view.spot.limits(global_cap=None)
+    assert (limits.burst_quantile, limits.target_utilization, limits.max_spot_fraction) == (
+        0.99,
+        0.6,
+        0.5,
+    )
+    del doc["spec"]["spot"]["burstQuantile"]
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 2)
+    (view,) = rt.views()
+    assert view.spot is not None
+    assert view.spot.limits(global_cap=None).burst_quantile == 0.9  # the planner's default
+
+
 def test_gpupricing_sheet_is_used_by_reference() -> None:
     rt = Runtime()
     rt.upsert_pricing("seed", example("gpupricing-seed.yaml")["spec"])

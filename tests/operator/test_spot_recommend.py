@@ -136,6 +136,25 @@ def test_a_fall_lowers_the_level_once_two_of_the_latest_three_samples_show_it() 
     assert spot == [1, 0]
 
 
+def test_the_burst_quantile_of_the_policy_sets_the_margin() -> None:
+    # An hour at 1,000 tokens/s with one burst to 5,000: at 1,000 now, the rises seen within
+    # the lead (300 s, 10 ticks) are 4,000 for the 10 ticks before the burst, 1 in 12 of the
+    # hour's samples, and 0 for the rest. The default P90 keeps no margin for a burst that
+    # rare (1,000 needs 1 replica, served by the 2 on demand); burstQuantile 0.99 keeps one
+    # burst's worth at full throughput: ceil(5000 / 2000) = 3 replicas, 1 spot.
+    def spot_at_quiet(**spot: object) -> int:
+        history = DemandHistory()
+        for i in range(120):
+            tps = 5000 if i == 60 else 1000
+            plan_for_policy(policy(**spot), fleet(tps), PRICES, history, now=30 * i)
+        plan, why = plan_for_policy(policy(**spot), fleet(1000), PRICES, history, now=3600)
+        assert plan is not None, why
+        return plan.spot_replicas
+
+    assert spot_at_quiet() == 0
+    assert spot_at_quiet(burst_quantile=0.99) == 1
+
+
 def test_limits_of_the_policy_bound_the_recommendation() -> None:
     plan, _ = plan_for_policy(policy(max_replicas=1), fleet(20000), PRICES, DemandHistory(), now=1)
     assert plan is not None

@@ -374,6 +374,7 @@ BAD: dict[str, tuple[dict[str, Any], str, str | None]] = {
     "max replicas over the cap": (llama70b_spot(maxReplicas=5000), "spec.spot.maxReplicas", None),
     "negative min replicas": (llama70b_spot(minReplicas=-1), "spec.spot.minReplicas", None),
     "spot fraction over 1": (llama70b_spot(maxSpotFraction=1.5), "spec.spot.maxSpotFraction", None),
+    "burst quantile over 1": (llama70b_spot(burstQuantile=1.5), "spec.spot.burstQuantile", None),
     "target utilization 0": (
         llama70b_spot(targetUtilization=0),
         "spec.spot.targetUtilization",
