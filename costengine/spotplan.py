@@ -314,7 +314,7 @@ def sustained_level(
     - a rise: `current` when it is above ``median ÷ target_utilization`` (more than the
       median's fleet serves at full throughput: not noise the slack absorbs, a new level);
     - a fall: when `current` is below the median, the median of the last `FALL_SAMPLES`
-      samples (`current` and the latest before it) if that is lower. The scale-down window
+      samples (`current` and the ones just before it) if that is lower. The scale-down window
       already holds a fall for its length; a median over the window alone would hold it half
       as long again before the window even starts.
 
