@@ -101,22 +101,28 @@ def test_the_recent_peak_sizes_spot_but_an_old_one_does_not() -> None:
     assert plan.spot_replicas > 0
 
 
+def spot_per_tick(demand: list[float], **spot: object) -> list[int]:
+    """The recommended spot replicas at each of `demand`'s ticks (30 s apart, from 0), the
+    policy's history carried from tick to tick; the last tick must give a plan."""
+    history = DemandHistory()
+    replicas = []
+    for i, tps in enumerate(demand):
+        plan, why = plan_for_policy(policy(**spot), fleet(tps), PRICES, history, now=30 * i)
+        replicas.append(-1 if plan is None else plan.spot_replicas)
+    assert plan is not None, why
+    return replicas
+
+
 def test_noise_within_the_slack_is_sized_at_the_level_over_the_scale_down_window() -> None:
     # 2 on-demand replicas of 2,000 tokens/s (1,400 at 70%). Noisy traffic around 4,000
     # tokens/s for five minutes, now at a high of 4,700: sized as it is, ceil(4700 / 1400) = 4
     # replicas (2 spot); the level over the 300 s scale-down window is the median, 4,200:
     # ceil(4200 / 1400) = 3 (1 spot), which still serve 4,700 at full throughput.
-    def plan_at_high(**spot: object) -> int:
-        history = DemandHistory()
-        for i, tps in enumerate([4000, 4600, 3500, 4400, 3700] * 2):
-            plan_for_policy(policy(**spot), fleet(tps), PRICES, history, now=30 * i)
-        plan, why = plan_for_policy(policy(**spot), fleet(4700), PRICES, history, now=300)
-        assert plan is not None, why
-        return plan.spot_replicas
-
-    assert plan_at_high() == 1
-    assert plan_at_high(scale_down_stabilization_s=300) == 1
-    assert plan_at_high(scale_down_stabilization_s=0) == 2  # no window: the sample is the level
+    noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0] * 2 + [4700.0]
+    assert spot_per_tick(noisy)[-1] == 1
+    assert spot_per_tick(noisy, scale_down_stabilization_s=300)[-1] == 1
+    # No window: the sample is the level.
+    assert spot_per_tick(noisy, scale_down_stabilization_s=0)[-1] == 2
 
 
 def test_a_fall_lowers_the_level_once_two_of_the_latest_three_samples_show_it() -> None:
@@ -125,15 +131,7 @@ def test_a_fall_lowers_the_level_once_two_of_the_latest_three_samples_show_it() 
     # 4,000 (this tick's sample counts once, not also as the history's last). A second one is a
     # fall: the level is 1,000 at once, not after half the window's median, and the 2 on-demand
     # replicas serve it (the actuator's scale-down window still holds the spot replica).
-    history = DemandHistory()
-    for i in range(10):
-        plan_for_policy(policy(), fleet(4000), PRICES, history, now=30 * i)
-    spot = []
-    for now in (300, 330):
-        plan, why = plan_for_policy(policy(), fleet(1000), PRICES, history, now=now)
-        assert plan is not None, why
-        spot.append(plan.spot_replicas)
-    assert spot == [1, 0]
+    assert spot_per_tick([4000.0] * 10 + [1000.0, 1000.0])[-2:] == [1, 0]
 
 
 def test_the_burst_quantile_of_the_policy_sets_the_margin() -> None:
@@ -142,17 +140,9 @@ def test_the_burst_quantile_of_the_policy_sets_the_margin() -> None:
     # hour's samples, and 0 for the rest. The default P90 keeps no margin for a burst that
     # rare (1,000 needs 1 replica, served by the 2 on demand); burstQuantile 0.99 keeps one
     # burst's worth at full throughput: ceil(5000 / 2000) = 3 replicas, 1 spot.
-    def spot_at_quiet(**spot: object) -> int:
-        history = DemandHistory()
-        for i in range(120):
-            tps = 5000 if i == 60 else 1000
-            plan_for_policy(policy(**spot), fleet(tps), PRICES, history, now=30 * i)
-        plan, why = plan_for_policy(policy(**spot), fleet(1000), PRICES, history, now=3600)
-        assert plan is not None, why
-        return plan.spot_replicas
-
-    assert spot_at_quiet() == 0
-    assert spot_at_quiet(burst_quantile=0.99) == 1
+    hour = [5000.0 if i == 60 else 1000.0 for i in range(121)]
+    assert spot_per_tick(hour)[-1] == 0
+    assert spot_per_tick(hour, burst_quantile=0.99)[-1] == 1
 
 
 def test_limits_of_the_policy_bound_the_recommendation() -> None:
