@@ -113,6 +113,12 @@ MAX_USD_PER_MILLION_TOKENS = 1000.0
 MAX_REPLICAS = 1000
 #: HPA's upper bound on a stabilization window (autoscaling/v2 `stabilizationWindowSeconds`).
 MAX_STABILIZATION_SECONDS = 3600
+#: `status.spotNote` is cut to this many characters.
+MAX_SPOT_NOTE = 1000
+#: A cold start longer than this is a typo, not a model load (the planner refuses over 300 s).
+MAX_COLD_START_SECONDS = 86400
+#: Preemptions per spot replica-hour past one a minute are no market to plan on.
+MAX_INTERRUPTIONS_PER_REPLICA_HOUR = 60
 
 #: Durations as Go's time.ParseDuration (and so CEL's `duration()`) reads them, restricted to
 #: positive decimal numbers with units ms, s, m, h: "30s", "5m", "1h30m", "1.5h".
@@ -552,6 +558,41 @@ class SpotSpec(_Wire):
         "within one cold start, 0..1 (unset: 0.9). Raise it for rarer bursts; 0 keeps no "
         "margin beyond targetUtilization's slack.",
     )
+    cold_start_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COLD_START_SECONDS,
+        description="From asking for a spot replica to its serving (node start, image pull, "
+        "model load), s (unset: 120). The burst margin looks this far ahead; over 300 s the "
+        "planner refuses spot (the seed's spot-hostile cold start).",
+    )
+    interruptions_per_replica_hour: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_INTERRUPTIONS_PER_REPLICA_HOUR,
+        description="Preemptions per spot replica-hour, from your provider's interruption data "
+        "(unset: 0.05, illustrative). Each is priced as on-demand cover for a cold start plus "
+        "30 s of redone work; spot that is not cheaper then is not recommended.",
+    )
+    slo_bound: bool | None = Field(
+        default=None,
+        strict=True,
+        description="The workload serves under an SLO (unset: false): spot is refused while "
+        "the on-demand fleet is below the P50 of demand (spot would carry typical traffic, "
+        "not bursts).",
+    )
+    multi_turn_state: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Requests keep long multi-turn state that a preemption loses (unset: "
+        "false): the plan warns when it recommends spot.",
+    )
+    tight_p99: bool | None = Field(
+        default=None,
+        strict=True,
+        description="The workload needs a consistent P99 latency (unset: false): the plan warns "
+        "when it recommends spot.",
+    )
     scale_up_stabilization_seconds: int | None = Field(
         default=None, ge=0, le=MAX_STABILIZATION_SECONDS, description="Scale-up window, s."
     )
@@ -764,6 +805,13 @@ class InferenceCostPolicyStatus(_Wire):
     )
     recommended_spot_replicas: int | None = Field(
         default=None, ge=0, description="The spot planner's replica count."
+    )
+    spot_note: str | None = Field(
+        default=None,
+        max_length=MAX_SPOT_NOTE,
+        description="Why the spot planner recommends what it does: its refusals and warnings "
+        "(the seed's spot-hostile patterns, limits that leave the fleet short), or why it has "
+        "no recommendation.",
     )
     workloads: int | None = Field(default=None, ge=0, description="Workloads matched.")
     stale: bool | None = Field(default=None, description="True when inputs are missing or old.")

@@ -19,7 +19,7 @@ from costengine.caching import semantic_cache_savings_usd_per_hour
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import SCALE_DOWN_WINDOW_S, SpotLimits
+from costengine.spotplan import SCALE_DOWN_WINDOW_S, ReplicaEconomics, SpotLimits, WorkloadTraits
 from costengine.throughput import BatchRun, Deployment
 from costoperator.cluster import NodeInfo, PodInfo
 from costoperator.queries import Family, MetricOverrides, SemanticCounters
@@ -55,6 +55,12 @@ class SpotView:
     max_step: int | None = None
     scale_up_stabilization_s: int | None = None
     scale_down_stabilization_s: int | None = None
+    cold_start_s: int | None = None
+    """`coldStartSeconds`; unset, `ReplicaEconomics`' default."""
+    interruptions_per_replica_hour: float | None = None
+    """`interruptionsPerReplicaHour`; unset, `ReplicaEconomics`' default."""
+    traits: WorkloadTraits = field(default_factory=WorkloadTraits)
+    """`sloBound`, `multiTurnState`, `tightP99`: the seed's spot-hostile patterns."""
 
     def most_replicas(self, global_cap: int | None) -> int:
         """`maxReplicas`; unset, the operator's global cap, else the planner's default."""
@@ -68,6 +74,29 @@ class SpotView:
         if self.scale_down_stabilization_s is not None:
             return float(self.scale_down_stabilization_s)
         return SCALE_DOWN_WINDOW_S
+
+    def economics(
+        self,
+        tokens_per_second: float,
+        gpus_per_replica: float,
+        on_demand_usd_per_gpu_hour: float,
+        spot_usd_per_gpu_hour: float,
+    ) -> ReplicaEconomics:
+        """One replica's economics, with the policy's cold start and interruption rate where
+        it sets them."""
+        defaults = ReplicaEconomics(1.0, 1.0, 0.0, 0.0)
+        return ReplicaEconomics(
+            tokens_per_second=tokens_per_second,
+            gpus_per_replica=gpus_per_replica,
+            on_demand_usd_per_gpu_hour=on_demand_usd_per_gpu_hour,
+            spot_usd_per_gpu_hour=spot_usd_per_gpu_hour,
+            cold_start_s=float(self.cold_start_s)
+            if self.cold_start_s is not None
+            else defaults.cold_start_s,
+            interruptions_per_replica_hour=self.interruptions_per_replica_hour
+            if self.interruptions_per_replica_hour is not None
+            else defaults.interruptions_per_replica_hour,
+        )
 
     def limits(self, global_cap: int | None) -> SpotLimits:
         defaults = SpotLimits()

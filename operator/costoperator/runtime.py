@@ -14,7 +14,9 @@ from typing import Any
 
 from costengine.gpus import GPUS
 from costengine.pricing import PriceSheet, seed_price_sheet
+from costengine.spotplan import WorkloadTraits
 from costoperator.crds import (
+    MAX_SPOT_NOTE,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -330,6 +332,7 @@ class Runtime:
                 ),
                 None,
             ),
+            spot_note=next((f.spot_note[:MAX_SPOT_NOTE] for f in figs if f.spot_note), None),
             workloads=len(figs),
             stale=stale,
             conditions=conditions,
@@ -449,6 +452,13 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         max_step=spot.max_step,
         scale_up_stabilization_s=spot.scale_up_stabilization_seconds,
         scale_down_stabilization_s=spot.scale_down_stabilization_seconds,
+        cold_start_s=spot.cold_start_seconds,
+        interruptions_per_replica_hour=spot.interruptions_per_replica_hour,
+        traits=WorkloadTraits(
+            slo_bound=bool(spot.slo_bound),
+            multi_turn_state=bool(spot.multi_turn_state),
+            tight_p99=bool(spot.tight_p99),
+        ),
     )
 
 

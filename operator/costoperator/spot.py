@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import ReplicaEconomics, SpotPlan, plan_spot
+from costengine.spotplan import SpotPlan, plan_spot
 from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
 
@@ -151,12 +151,7 @@ def plan_for_policy(
         spot_usd = prices.usd_per_gpu_hour(gpu, CapacityType.SPOT)
     except CostEngineError as exc:
         return None, f"no price: {exc}"
-    economics = ReplicaEconomics(
-        tokens_per_second=min(capacities),
-        gpus_per_replica=gpus / replicas,
-        on_demand_usd_per_gpu_hour=on_demand_usd,
-        spot_usd_per_gpu_hour=spot_usd,
-    )
+    economics = spot.economics(min(capacities), gpus / replicas, on_demand_usd, spot_usd)
     # The planner's lead: a spot replica ordered now serves a cold start later (at least the
     # rate window), so the burst margin counts rises within that many samples. The sustained
     # level is the median over the scale-down window, whose maximum the actuator holds. The
@@ -171,6 +166,7 @@ def plan_for_policy(
             on_demand,
             economics,
             spot.limits(global_cap),
+            spot.traits,
             recent_peak_horizon=lead,
             level_horizon=level,
         )

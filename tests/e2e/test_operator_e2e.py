@@ -208,6 +208,32 @@ def test_spot_recommendation_is_published_and_nothing_is_written(stack: Stack) -
     assert writes == []
 
 
+def test_a_spot_hostile_cold_start_is_refused_and_the_status_says_why(stack: Stack) -> None:
+    """`spec.spot.coldStartSeconds` over the seed's 5 minutes: the planner recommends no spot
+    and `status.spotNote` says why; with the field removed the refusal goes from the status."""
+
+    def status() -> dict[str, Any]:
+        body = stack.cluster.get("icp", "llama70b", namespace="inference") or {}
+        return body.get("status") or {}
+
+    def cold_start(seconds: int | None) -> None:
+        stack.cluster.patch(
+            "icp",
+            "llama70b",
+            {"spec": {"spot": {"coldStartSeconds": seconds}}},
+            namespace="inference",
+        )
+
+    refusal = "refused: the cold start (600 s) exceeds the seed's 300 s limit"
+    cold_start(600)
+    assert wait_for(lambda: refusal in (status().get("spotNote") or ""), 60), status()
+    assert status().get("recommendedSpotReplicas") == 0
+    assert figure(stack, "llmcost_spot_recommended_replicas", "llama70b-spot") == 0
+    cold_start(None)
+    assert wait_for(lambda: refusal not in (status().get("spotNote") or ""), 60), status()
+    assert status().get("recommendedSpotReplicas") is not None
+
+
 def test_prefix_cache_savings_follow_the_hits(stack: Stack) -> None:
     at = figure(stack, "llmcost_last_update_timestamp_seconds", "chat8b")
     assert at is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from costengine.pricing import CapacityType
+from costengine.spotplan import WorkloadTraits
 from costoperator.crds import PolicySpecError, parse_policy_status
 from costoperator.figures import WorkloadFigures
 from costoperator.runtime import Runtime
@@ -57,6 +59,60 @@ def test_spot_fields_reach_the_planners_limits() -> None:
     (view,) = rt.views()
     assert view.spot is not None
     assert view.spot.limits(global_cap=None).burst_quantile == 0.9  # the planner's default
+
+
+def test_spot_economics_and_traits_reach_the_planner() -> None:
+    rt = Runtime()
+    doc = example("llama70b.yaml")
+    spot = doc["spec"]["spot"]
+    for field in ("coldStartSeconds", "interruptionsPerReplicaHour", "sloBound", "tightP99"):
+        spot.pop(field, None)
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 1)
+    (view,) = rt.views()
+    assert view.spot is not None
+    unset = view.spot.economics(2000.0, 4.0, 2.21, 0.73)
+    assert (unset.cold_start_s, unset.interruptions_per_replica_hour) == (120.0, 0.05)
+    assert view.spot.traits == WorkloadTraits()
+    spot.update(coldStartSeconds=240, interruptionsPerReplicaHour=0.5, sloBound=True, tightP99=True)
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 2)
+    (view,) = rt.views()
+    assert view.spot is not None
+    e = view.spot.economics(2000.0, 4.0, 2.21, 0.73)
+    assert (e.tokens_per_second, e.gpus_per_replica, e.on_demand_usd_per_gpu_hour) == (
+        2000.0,
+        4.0,
+        2.21,
+    )
+    assert (e.spot_usd_per_gpu_hour, e.cold_start_s, e.interruptions_per_replica_hour) == (
+        0.73,
+        240.0,
+        0.5,
+    )
+    assert view.spot.traits == WorkloadTraits(slo_bound=True, tight_p99=True)
+
+
+def test_the_spot_planners_note_is_in_the_status_and_cleared_with_it() -> None:
+    rt = Runtime()
+    doc = example("llama70b.yaml")
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 1)
+    key = ("inference", "llama70b")
+    note = "refused: the cold start (600 s) exceeds the seed's 300 s limit for spot " + "x" * 2000
+    spot = figures(2.92, 100, 50, workload="llama70b-spot", spot_recommended_replicas=0)
+    noted = replace(spot, spot_note=note)
+    status = rt.status_for(key, [figures(8.84, 1000, 500), noted], True, NOW)
+    assert status.recommended_spot_replicas == 0
+    assert status.spot_note == note[:1000]
+    patch = rt.status_patch_due(key, status, 0.0)
+    assert patch is not None
+    assert patch["spotNote"] == note[:1000]
+    assert parse_policy_status(patch) is not None  # within the status schema
+    # A plan without refusals or warnings: the note is removed, not left from the last one.
+    status = rt.status_for(key, [figures(8.84, 1000, 500), spot], True, NOW)
+    assert status.spot_note is None
+    cleared = rt.status_patch_due(key, status, 1000.0)
+    assert cleared is not None
+    assert "spotNote" in cleared
+    assert cleared["spotNote"] is None
 
 
 def test_gpupricing_sheet_is_used_by_reference() -> None:

@@ -4,12 +4,13 @@ spot workload's figures and on /metrics, and no recommendation without data."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from prometheus_client import generate_latest
 
 from costengine.pricing import CapacityType, seed_price_sheet
-from costengine.spotplan import ReplicaEconomics, SpotLimits, plan_spot
+from costengine.spotplan import ReplicaEconomics, SpotLimits, WorkloadTraits, plan_spot
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import PolicyView, SpotView, WorkloadFigures
 from costoperator.spot import DemandHistory, plan_for_policy, replica_capacity, with_recommendations
@@ -143,6 +144,80 @@ def test_the_burst_quantile_of_the_policy_sets_the_margin() -> None:
     hour = [5000.0 if i == 60 else 1000.0 for i in range(121)]
     assert spot_per_tick(hour)[-1] == 0
     assert spot_per_tick(hour, burst_quantile=0.99)[-1] == 1
+
+
+def test_the_policys_cold_start_sets_the_lead_and_refuses_spot_over_five_minutes() -> None:
+    # A 1-minute rate window; 1,000 tokens/s (the 2 on-demand replicas serve it) with a burst
+    # to 5,000 every 15 minutes, now quiet. The burst margin counts the rises seen within the
+    # lead, one cold start: 120 s (4 ticks) sees the burst from 4 of every 30 samples, over
+    # the P90's tenth, so it keeps ceil(5000 / 2000) = 3 replicas, 1 spot; a 30 s cold start
+    # (the lead is then the 60 s rate window, 2 ticks) sees it from 2 in 30, under a tenth.
+    quiet, burst = [1000.0] * 29, [5000.0]
+    demand = (quiet + burst) * 4 + quiet[:1]
+
+    def spot_now(**spot: object) -> int:
+        history = DemandHistory()
+        view = replace(policy(**spot), window="1m", window_s=60)
+        for i, tps in enumerate(demand):
+            plan, why = plan_for_policy(view, fleet(tps), PRICES, history, now=30 * i)
+        assert plan is not None, why
+        return plan.spot_replicas
+
+    assert spot_now() == 1
+    assert spot_now(cold_start_s=30) == 0
+    plan, why = plan_for_policy(
+        policy(cold_start_s=600), fleet(5000), PRICES, DemandHistory(), now=1
+    )
+    assert plan is not None
+    assert plan.refused
+    assert plan.spot_replicas == 0
+    assert "cold start (600 s) exceeds the seed's 300 s" in why
+
+
+def test_the_policys_interruption_rate_prices_spot_out() -> None:
+    # 5,000 tokens/s needs 2 spot replicas beside the 2 on demand (the first test). At 20
+    # preemptions a replica-hour, each covered on demand for 150 s, a spot replica costs
+    # 4 × 0.73 + 20 × 150 / 3600 × 4 × 2.21 = $10.29/h, more than the $8.84 on demand.
+    plan, why = plan_for_policy(policy(), fleet(5000), PRICES, DemandHistory(), now=1)
+    assert plan is not None, why
+    assert plan.spot_replicas == 2
+    plan, why = plan_for_policy(
+        policy(interruptions_per_replica_hour=20), fleet(5000), PRICES, DemandHistory(), now=1
+    )
+    assert plan is not None
+    assert plan.spot_replicas == 0
+    assert "costs $10.29/h once interruptions are" in why
+
+
+def test_the_policys_spot_hostile_traits_refuse_or_warn() -> None:
+    # An hour at 6,000 tokens/s: the P50 base is ceil(6000 / 1400) = 5 replicas and the 2 on
+    # demand fall short of it, so 3 spot replicas would carry typical traffic.
+    history = DemandHistory()
+    for i in range(120):
+        history.add(("inference", "llama70b"), 30.0 * i, 6000.0)
+    plain, why = plan_for_policy(policy(), fleet(6000), PRICES, history, now=3600)
+    assert plain is not None
+    assert plain.spot_replicas == 3
+    assert not plain.refused
+    assert "warning: the on-demand fleet (2) is below the" in why
+    slo, why = plan_for_policy(
+        policy(traits=WorkloadTraits(slo_bound=True)), fleet(6000), PRICES, history, now=3630
+    )
+    assert slo is not None
+    assert slo.refused
+    assert slo.spot_replicas == 0
+    assert "refused: the workload is SLO-bound" in why
+    chat, why = plan_for_policy(
+        policy(traits=WorkloadTraits(multi_turn_state=True, tight_p99=True)),
+        fleet(6000),
+        PRICES,
+        history,
+        now=3660,
+    )
+    assert chat is not None
+    assert chat.spot_replicas == 3
+    assert "multi-turn conversation state" in why
+    assert "P99 latency" in why
 
 
 def test_limits_of_the_policy_bound_the_recommendation() -> None:

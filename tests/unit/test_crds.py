@@ -375,6 +375,13 @@ BAD: dict[str, tuple[dict[str, Any], str, str | None]] = {
     "negative min replicas": (llama70b_spot(minReplicas=-1), "spec.spot.minReplicas", None),
     "spot fraction over 1": (llama70b_spot(maxSpotFraction=1.5), "spec.spot.maxSpotFraction", None),
     "burst quantile over 1": (llama70b_spot(burstQuantile=1.5), "spec.spot.burstQuantile", None),
+    "negative cold start": (llama70b_spot(coldStartSeconds=-1), "spec.spot.coldStartSeconds", None),
+    "interruptions over one a minute": (
+        llama70b_spot(interruptionsPerReplicaHour=61),
+        "spec.spot.interruptionsPerReplicaHour",
+        None,
+    ),
+    "slo-bound not a boolean": (llama70b_spot(sloBound="yes"), "spec.spot.sloBound", None),
     "target utilization 0": (
         llama70b_spot(targetUtilization=0),
         "spec.spot.targetUtilization",
