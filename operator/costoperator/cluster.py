@@ -8,6 +8,7 @@ node provisioners set.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class PodInfo:
     """Whole GPUs requested; a MIG slice counts as its share of a GPU (1g.10gb → 1/7)."""
     labels: Mapping[str, str]
     phase: str
+    ready_after_s: float | None = None
+    """Seconds from the pod's creation to its serving (`ready_after_s`), when measured."""
 
 
 def capacity_type_of(labels: Mapping[str, str]) -> CapacityType:
@@ -181,7 +184,38 @@ def pod_info(
         gpus=gpus_requested(spec),
         labels=meta.get("labels") or {},
         phase=(body.get("status") or {}).get("phase", ""),
+        ready_after_s=ready_after_s(body),
     )
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def ready_after_s(body: Mapping[str, Any]) -> float | None:
+    """A replica's cold start as its pod shows it: seconds from the pod's creation to its
+    Ready condition turning True. That spans waiting for a node (a provisioner starting one),
+    the image pull, the container start and the server's model load up to its readiness
+    probe. None unless the pod is Ready with both times known and no container has
+    restarted (a restart or readiness flap moves the transition past the start)."""
+    status = body.get("status") or {}
+    if any((c or {}).get("restartCount", 0) for c in status.get("containerStatuses") or ()):
+        return None
+    ready = next(
+        (c for c in status.get("conditions") or () if (c or {}).get("type") == "Ready"), None
+    )
+    if ready is None or ready.get("status") != "True":
+        return None
+    created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))
+    became = _timestamp(ready.get("lastTransitionTime"))
+    if created is None or became is None or became < created:
+        return None
+    return became - created
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

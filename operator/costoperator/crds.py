@@ -563,8 +563,9 @@ class SpotSpec(_Wire):
         ge=0,
         le=MAX_COLD_START_SECONDS,
         description="From asking for a spot replica to its serving (node start, image pull, "
-        "model load), s (unset: 120). The burst margin looks this far ahead; over 300 s the "
-        "planner refuses spot (the seed's spot-hostile cold start).",
+        "model load), s (unset: the spot pods' median from creation to Ready, else the "
+        "on-demand pods' when longer than 120, else 120). The burst margin looks this far "
+        "ahead; over 300 s the planner refuses spot (the seed's spot-hostile cold start).",
     )
     interruptions_per_replica_hour: float | None = Field(
         default=None,

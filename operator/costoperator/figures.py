@@ -8,6 +8,7 @@ produced, and the workload is marked stale.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -81,18 +82,24 @@ class SpotView:
         gpus_per_replica: float,
         on_demand_usd_per_gpu_hour: float,
         spot_usd_per_gpu_hour: float,
+        measured_cold_start_s: float | None = None,
     ) -> ReplicaEconomics:
         """One replica's economics, with the policy's cold start and interruption rate where
-        it sets them."""
+        it sets them; unset, the cold start is `measured_cold_start_s` when given, else the
+        default."""
         defaults = ReplicaEconomics(1.0, 1.0, 0.0, 0.0)
+        if self.cold_start_s is not None:
+            cold_start_s = float(self.cold_start_s)
+        elif measured_cold_start_s is not None:
+            cold_start_s = measured_cold_start_s
+        else:
+            cold_start_s = defaults.cold_start_s
         return ReplicaEconomics(
             tokens_per_second=tokens_per_second,
             gpus_per_replica=gpus_per_replica,
             on_demand_usd_per_gpu_hour=on_demand_usd_per_gpu_hour,
             spot_usd_per_gpu_hour=spot_usd_per_gpu_hour,
-            cold_start_s=float(self.cold_start_s)
-            if self.cold_start_s is not None
-            else defaults.cold_start_s,
+            cold_start_s=cold_start_s,
             interruptions_per_replica_hour=self.interruptions_per_replica_hour
             if self.interruptions_per_replica_hour is not None
             else defaults.interruptions_per_replica_hour,
@@ -210,6 +217,8 @@ class WorkloadFigures:
     spot_recommended_replicas: int | None = None
     spot_projected_savings_usd_per_hour: float | None = None
     spot_note: str = ""
+    measured_cold_start_s: float | None = None
+    """Median seconds from creation to Ready of the workload's live pods (`WorkloadCapacity`)."""
     """Why there is no recommendation, or the planner's warnings."""
     stale: bool = False
     problems: tuple[str, ...] = ()
@@ -243,6 +252,8 @@ class WorkloadCapacity:
     replicas: Mapping[CapacityType, int]
     gpu_names: frozenset[str]
     problems: tuple[str, ...]
+    cold_start_s: float | None = None
+    """The median of the live pods' measured creation-to-Ready seconds, when any is known."""
 
 
 def workload_capacity(
@@ -274,8 +285,15 @@ def workload_capacity(
             hourly[capacity] += pod.gpus * prices.usd_per_gpu_hour(gpu, capacity)
         except CostEngineError as exc:
             problems.append(f"pod {pod.name}: no price: {exc}")
+    starts = [p.ready_after_s for p in live if p.ready_after_s is not None]
     return WorkloadCapacity(
-        live, dict(hourly), dict(gpus), dict(replicas), frozenset(gpu_names), tuple(problems)
+        live,
+        dict(hourly),
+        dict(gpus),
+        dict(replicas),
+        frozenset(gpu_names),
+        tuple(problems),
+        statistics.median(starts) if starts else None,
     )
 
 
@@ -334,6 +352,7 @@ def priced_figures(
         "stale": in_tps is None or out_tps is None,
         "problems": capacity.problems,
         "updated_at": now,
+        "measured_cold_start_s": capacity.cold_start_s,
     }
     total_gpus = sum(gpus.values())
     busy = [

@@ -4,7 +4,10 @@ Per policy with `spec.spot.mode` Recommend or Auto: the policy's total token rat
 demand (kept per tick in `DemandHistory`), the workloads other than `spotTargetRef` are the
 on-demand base, and one replica's capacity comes from the throughput model at the measured
 request shape (or, without a model, from measured tokens/s over the measured GPU busy
-fraction). `costengine.spotplan.plan_spot` does the planning; this module only gathers its
+fraction). A replica's cold start is the policy's `coldStartSeconds`, else what its pods show
+(creation to Ready, `measured_cold_start`), else the planner's default; the policy's
+interruption rate and spot-hostile traits go in as they are. `costengine.spotplan.plan_spot`
+does the planning; this module only gathers its
 inputs and attaches the result to the spot workload's figures, where the exporter publishes
 `llmcost_spot_recommended_replicas` and `llmcost_spot_projected_savings_usd_per_hour`.
 
@@ -21,7 +24,7 @@ from dataclasses import replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import SpotPlan, plan_spot
+from costengine.spotplan import ReplicaEconomics, SpotPlan, plan_spot
 from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
 
@@ -115,6 +118,22 @@ def replica_capacity(f: WorkloadFigures) -> float | None:
     return None
 
 
+def measured_cold_start(
+    spot: WorkloadFigures, on_demand: Iterable[WorkloadFigures]
+) -> float | None:
+    """The cold start the pods show (creation to Ready, `cluster.ready_after_s`): the spot
+    workload's own; without spot pods measured, the on-demand workloads' when it is longer than
+    the planner's default (same server and model load, but a spot replica may also wait for a
+    node, so theirs only ever raises the assumption); else None (the default)."""
+    if spot.measured_cold_start_s is not None:
+        return spot.measured_cold_start_s
+    measured = [f.measured_cold_start_s for f in on_demand if f.measured_cold_start_s is not None]
+    default = ReplicaEconomics(1.0, 1.0, 0.0, 0.0).cold_start_s
+    if measured and max(measured) > default:
+        return max(measured)
+    return None
+
+
 def plan_for_policy(
     policy: PolicyView,
     figures: Mapping[str, WorkloadFigures],
@@ -151,7 +170,13 @@ def plan_for_policy(
         spot_usd = prices.usd_per_gpu_hour(gpu, CapacityType.SPOT)
     except CostEngineError as exc:
         return None, f"no price: {exc}"
-    economics = spot.economics(min(capacities), gpus / replicas, on_demand_usd, spot_usd)
+    economics = spot.economics(
+        min(capacities),
+        gpus / replicas,
+        on_demand_usd,
+        spot_usd,
+        measured_cold_start(figures[name], base),
+    )
     # The planner's lead: a spot replica ordered now serves a cold start later (at least the
     # rate window), so the burst margin counts rises within that many samples. The sustained
     # level is the median over the scale-down window, whose maximum the actuator holds. The

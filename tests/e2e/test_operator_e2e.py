@@ -7,6 +7,7 @@ One stack serves the module (start-up ~7 s); the tests run in order, the slow on
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 import time
@@ -210,7 +211,8 @@ def test_spot_recommendation_is_published_and_nothing_is_written(stack: Stack) -
 
 def test_a_spot_hostile_cold_start_is_refused_and_the_status_says_why(stack: Stack) -> None:
     """`spec.spot.coldStartSeconds` over the seed's 5 minutes: the planner recommends no spot
-    and `status.spotNote` says why; with the field removed the refusal goes from the status."""
+    and `status.spotNote` says why; with the field removed the refusal goes from the status.
+    Then the same from a spot pod's measured creation-to-Ready time."""
 
     def status() -> dict[str, Any]:
         body = stack.cluster.get("icp", "llama70b", namespace="inference") or {}
@@ -232,6 +234,31 @@ def test_a_spot_hostile_cold_start_is_refused_and_the_status_says_why(stack: Sta
     cold_start(None)
     assert wait_for(lambda: refusal not in (status().get("spotNote") or ""), 60), status()
     assert status().get("recommendedSpotReplicas") is not None
+
+    # Unset, the cold start is what the spot pods show: one that took 7 minutes from creation
+    # to Ready is refused the same way; Ready with no time known, the default is back.
+    (spot_pod,) = [
+        p
+        for p in stack.cluster.list("pods", namespace="inference")
+        if p["metadata"]["name"].startswith("llama70b-spot-")
+    ]
+    created = dt.datetime.fromisoformat(spot_pod["metadata"]["creationTimestamp"])
+    ready_at = (created + dt.timedelta(seconds=420)).isoformat()
+
+    def ready(condition: dict[str, Any]) -> None:
+        stack.cluster.patch(
+            "pods",
+            spot_pod["metadata"]["name"],
+            {"status": {"conditions": [{"type": "Ready", "status": "True", **condition}]}},
+            namespace="inference",
+        )
+
+    measured = "refused: the cold start (420 s) exceeds the seed's 300 s limit"
+    ready({"lastTransitionTime": ready_at})
+    assert wait_for(lambda: measured in (status().get("spotNote") or ""), 60), status()
+    assert figure(stack, "llmcost_spot_recommended_replicas", "llama70b-spot") == 0
+    ready({})
+    assert wait_for(lambda: measured not in (status().get("spotNote") or ""), 60), status()
 
 
 def test_prefix_cache_savings_follow_the_hits(stack: Stack) -> None:

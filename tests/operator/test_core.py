@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 from typing import Any
@@ -16,6 +17,7 @@ from costoperator.cluster import (
     capacity_type_of,
     gpu_from_product,
     gpus_requested,
+    ready_after_s,
     selector_matches,
 )
 from costoperator.exporter import Snapshot, build_registry
@@ -179,6 +181,55 @@ def test_selector_picks_on_demand_and_spot_workloads(cluster: ClusterState) -> N
     assert [w.name for w in cluster.workloads_of(target)] == ["other"]
     pods = cluster.pods_by_workload()
     assert [p.name for p in pods[("inference", "Deployment", "llama70b")]] == ["llama70b-abc-1"]
+
+
+def started(body: dict[str, Any], ready_after: float, restarts: int = 0) -> dict[str, Any]:
+    """`body` created at 12:00:00 and Ready `ready_after` seconds later."""
+    created = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
+    became = created + dt.timedelta(seconds=ready_after)
+    return {
+        **body,
+        "metadata": {**body["metadata"], "creationTimestamp": created.isoformat()},
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True", "lastTransitionTime": became.isoformat()},
+            ],
+            "containerStatuses": [{"name": "server", "restartCount": restarts}],
+        },
+    }
+
+
+def test_a_pods_cold_start_is_creation_to_ready_when_it_is_unambiguous() -> None:
+    body = pod("inference", "p", "rs", "spot-1", 4)
+    assert ready_after_s(started(body, 412.0)) == 412.0
+    zulu = started(body, 90.0)
+    zulu["metadata"]["creationTimestamp"] = "2026-12-06T12:00:00Z"  # the API server's form
+    zulu["status"]["conditions"][1]["lastTransitionTime"] = "2026-12-06T12:01:30Z"
+    assert ready_after_s(zulu) == 90.0
+    assert ready_after_s(body) is None  # no times
+    assert ready_after_s(started(body, 412.0, restarts=1)) is None  # Ready again after a restart
+    not_ready = started(body, 412.0)
+    not_ready["status"]["conditions"][1]["status"] = "False"
+    assert ready_after_s(not_ready) is None
+    garbled = started(body, 412.0)
+    garbled["status"]["conditions"][1]["lastTransitionTime"] = "yesterday"
+    assert ready_after_s(garbled) is None
+
+
+def test_a_workloads_cold_start_is_the_median_of_its_pods(cluster: ClusterState) -> None:
+    for name, ready_after in (("a", 200.0), ("b", 260.0), ("c", 900.0)):
+        cluster.upsert_pod(
+            started(pod("inference", name, "llama70b-spot-def", "spot-1", 4), ready_after)
+        )
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+    assert len(pods) == 4  # and one without the times
+    f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert f.measured_cold_start_s == 260.0
+    od = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(policy(), "llama70b", od, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert f.measured_cold_start_s is None
 
 
 # --- Prometheus results --------------------------------------------------------------------

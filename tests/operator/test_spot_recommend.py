@@ -174,6 +174,28 @@ def test_the_policys_cold_start_sets_the_lead_and_refuses_spot_over_five_minutes
     assert "cold start (600 s) exceeds the seed's 300 s" in why
 
 
+def test_the_pods_measured_cold_start_is_used_unless_the_policy_sets_one() -> None:
+    def why_at(spot_start: float | None, od_start: float | None, **spot: object) -> str:
+        workloads = fleet(5000)
+        workloads["llama70b-spot"] = replace(
+            workloads["llama70b-spot"], measured_cold_start_s=spot_start
+        )
+        workloads["llama70b"] = replace(workloads["llama70b"], measured_cold_start_s=od_start)
+        plan, why = plan_for_policy(policy(**spot), workloads, PRICES, DemandHistory(), now=1)
+        assert plan is not None, why
+        assert plan.refused == ("refused: the cold start" in why)
+        return why
+
+    refusal = "refused: the cold start ({:g} s) exceeds the seed's 300 s"
+    assert refusal.format(420) in why_at(420.0, None)  # the spot pods' own
+    assert refusal.format(420) in why_at(420.0, 60.0)
+    assert "cold start" not in why_at(200.0, 900.0)  # the spot pods' own wins
+    assert refusal.format(900) in why_at(None, 900.0)  # on demand: a lower bound for spot
+    assert "cold start" not in why_at(None, 60.0)  # below the default: the default stands
+    assert "cold start" not in why_at(420.0, None, cold_start_s=180)  # the policy's wins
+    assert refusal.format(600) in why_at(60.0, None, cold_start_s=600)
+
+
 def test_the_policys_interruption_rate_prices_spot_out() -> None:
     # 5,000 tokens/s needs 2 spot replicas beside the 2 on demand (the first test). At 20
     # preemptions a replica-hour, each covered on demand for 150 s, a spot replica costs
