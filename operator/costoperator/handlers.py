@@ -240,6 +240,8 @@ async def tick_loop(memo: kopf.Memo) -> None:
                 snapshot.replace(report.figures)
                 try:
                     await actuate(memo, views, report.figures)
+                    if leading(memo):  # events are the leader's, like scaling
+                        runtime.recommend_events(views, report.figures, time.monotonic())
                 except Exception:  # scaling must never stop pricing
                     log.exception("scaling step failed")
                 metrics = memo["self_metrics"]

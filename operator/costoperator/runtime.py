@@ -9,7 +9,7 @@ import datetime as dt
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from costengine.gpus import GPUS
@@ -77,6 +77,15 @@ class WriteBudget:
             return True
 
 
+@dataclass(frozen=True, slots=True)
+class SpotTold:
+    """What a policy's spot events said last: the count and when, the refusal."""
+
+    count: int | None = None
+    at: float | None = None
+    refusal: str = ""
+
+
 @dataclass
 class Runtime:
     default_prices: PriceSheet = field(default_factory=seed_price_sheet)
@@ -103,6 +112,8 @@ class Runtime:
     last_scale_up: dict[PolicyKey, float] = field(default_factory=dict)
     """Per policy, the wall time (epoch s) of the last scale-up in its `status.scaling`: what
     a restarted operator or a new leader resumes the scale-up period from."""
+    spot_told: dict[PolicyKey, SpotTold] = field(default_factory=dict)
+    """Per Recommend-mode policy, what its last spot events said (`recommend_events`)."""
 
     # --- policies and prices -----------------------------------------------------------------
 
@@ -149,6 +160,49 @@ class Runtime:
     def take_events(self, key: PolicyKey) -> list[tuple[str, str, str]]:
         return self.events.pop(key, [])
 
+    def recommend_events(
+        self,
+        views: Iterable[PolicyView],
+        figures: Mapping[tuple[str, str, str], WorkloadFigures],
+        now_s: float,
+    ) -> None:
+        """Events for Recommend-mode policies (Auto mode's come from its scale steps): a
+        `SpotRefused` warning when the planner starts refusing spot (its reasons), and a
+        `SpotRecommendation` when the recommended count differs from the one last told, at
+        most once per scale-down window (the recommendation follows demand tick by tick; the
+        window is how long an Auto-mode fleet would hold it). Nothing without a recommendation:
+        no data is no news (RELIABILITY 1)."""
+        live = set()
+        for view in views:
+            spot = view.spot
+            if spot is None or spot.mode != "Recommend":
+                continue
+            key = (view.namespace, view.name)
+            live.add(key)
+            figure = figures.get((view.namespace, view.name, spot.target[1]))
+            if figure is None or figure.spot_recommended_replicas is None:
+                continue
+            count = figure.spot_recommended_replicas
+            refusal = "; ".join(r for r in figure.spot_note.split("; ") if r.startswith("refused:"))
+            told = self.spot_told.get(key, SpotTold())
+            target = f"{spot.target[0]} {spot.target[1]}"
+            if refusal and refusal != told.refusal:
+                self.post(key, "Warning", "SpotRefused", f"{target}: {refusal}"[:1000])
+            due = told.at is None or now_s - told.at >= spot.scale_down_window_s
+            if count != told.count and due:
+                savings = figure.spot_projected_savings_usd_per_hour
+                saves = f", saving ${savings:,.2f}/h against all on demand" if savings else ""
+                self.post(
+                    key,
+                    "Normal",
+                    "SpotRecommendation",
+                    f"{target}: {count} spot replicas recommended{saves}",
+                )
+                told = SpotTold(count=count, at=now_s, refusal=told.refusal)
+            self.spot_told[key] = replace(told, refusal=refusal)
+        for key in set(self.spot_told) - live:
+            del self.spot_told[key]
+
     def delete_policy(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.policies.pop(key, None)
@@ -158,6 +212,7 @@ class Runtime:
         self.events.pop(key, None)
         self.conflicts.pop(key, None)
         self.last_scale_up.pop(key, None)
+        self.spot_told.pop(key, None)
 
     def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:
         parsed = parse_gpu_pricing_spec(spec)

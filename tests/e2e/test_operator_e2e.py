@@ -231,6 +231,17 @@ def test_a_spot_hostile_cold_start_is_refused_and_the_status_says_why(stack: Sta
     assert wait_for(lambda: refusal in (status().get("spotNote") or ""), 60), status()
     assert status().get("recommendedSpotReplicas") == 0
     assert figure(stack, "llmcost_spot_recommended_replicas", "llama70b-spot") == 0
+
+    def told(reason: str) -> list[str]:
+        return [
+            e.get("message", "")
+            for e in stack.cluster.list("events", namespace="inference")
+            if e.get("reason") == reason
+            and (e.get("involvedObject") or {}).get("name") == "llama70b"
+        ]
+
+    assert wait_for(lambda: any(refusal in m for m in told("SpotRefused")), 30)
+    assert told("SpotRecommendation")  # the first recommendation was told
     cold_start(None)
     assert wait_for(lambda: refusal not in (status().get("spotNote") or ""), 60), status()
     assert status().get("recommendedSpotReplicas") is not None

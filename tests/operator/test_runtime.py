@@ -115,6 +115,48 @@ def test_the_spot_planners_note_is_in_the_status_and_cleared_with_it() -> None:
     assert cleared["spotNote"] is None
 
 
+def test_recommend_mode_tells_refusals_and_count_changes_in_events() -> None:
+    rt = Runtime()
+    doc = example("llama70b.yaml")  # spot.mode: Recommend, the 300 s default window
+    rt.upsert_policy("inference", "llama70b", doc["spec"], 1)
+    key = ("inference", "llama70b")
+    spot = figures(2.92, 100, 50, workload="llama70b-spot")
+
+    def tick(now: float, count: int | None, note: str = "", saves: float = 0.0) -> list[Any]:
+        f = replace(
+            spot,
+            spot_recommended_replicas=count,
+            spot_projected_savings_usd_per_hour=saves,
+            spot_note=note,
+        )
+        rt.recommend_events(rt.views(), {("inference", "llama70b", "llama70b-spot"): f}, now)
+        return rt.take_events(key)
+
+    assert tick(0, 2, saves=12.5) == [
+        (
+            "Normal",
+            "SpotRecommendation",
+            "Deployment llama70b-spot: 2 spot replicas recommended, saving $12.50/h against "
+            "all on demand",
+        )
+    ]
+    assert tick(30, 2, saves=12.5) == []  # unchanged
+    assert tick(60, 3) == []  # changed within the window: told at its end, if it lasts
+    assert tick(299, 3) == []
+    assert [e[1] for e in tick(300, 3)] == ["SpotRecommendation"]
+    assert tick(330, None) == []  # no data is no news
+    refused = "refused: the cold start (600 s) exceeds the seed's 300 s limit for spot"
+    assert tick(360, 0, note=f"warning: something; {refused}") == [
+        ("Warning", "SpotRefused", f"Deployment llama70b-spot: {refused}")
+    ]  # the count changed too, within the window
+    assert tick(390, 0, note=refused) == []  # still refused: told once
+    assert [e[1] for e in tick(600, 0, note=refused)] == ["SpotRecommendation"]
+    assert tick(630, 2) == []  # no longer refused, the count within the window
+    assert [e[1] for e in tick(660, 0, note=refused)] == ["SpotRefused"]  # refused again
+    rt.delete_policy(*key)
+    assert rt.spot_told == {}
+
+
 def test_gpupricing_sheet_is_used_by_reference() -> None:
     rt = Runtime()
     rt.upsert_pricing("seed", example("gpupricing-seed.yaml")["spec"])
