@@ -109,6 +109,9 @@ from costengine.tenancy import _quantile
 SPOT_MAX_COLD_START_S = 300.0
 """Seed, spot-hostile patterns: "Models with >5 min cold-start time"."""
 
+DEFAULT_COLD_START_S = 120.0
+"""A replica's cold start when nothing better is known (`ReplicaEconomics.cold_start_s`)."""
+
 SCALE_DOWN_WINDOW_S = 300.0
 """The governor's default scale-down stabilization window, Kubernetes HPA's default."""
 
@@ -136,7 +139,7 @@ class ReplicaEconomics:
     gpus_per_replica: float
     on_demand_usd_per_gpu_hour: float
     spot_usd_per_gpu_hour: float
-    cold_start_s: float = 120.0
+    cold_start_s: float = DEFAULT_COLD_START_S
     """Seconds from asking for a spot replica until it serves."""
     interruptions_per_replica_hour: float = 0.05
     lost_work_s_per_interruption: float = 30.0

@@ -20,7 +20,13 @@ from costengine.caching import semantic_cache_savings_usd_per_hour
 from costengine.cost import SECONDS_PER_HOUR, TOKENS_PER_MILLION
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import SCALE_DOWN_WINDOW_S, ReplicaEconomics, SpotLimits, WorkloadTraits
+from costengine.spotplan import (
+    DEFAULT_COLD_START_S,
+    SCALE_DOWN_WINDOW_S,
+    ReplicaEconomics,
+    SpotLimits,
+    WorkloadTraits,
+)
 from costengine.throughput import BatchRun, Deployment
 from costoperator.cluster import NodeInfo, PodInfo
 from costoperator.queries import Family, MetricOverrides, SemanticCounters
@@ -93,7 +99,7 @@ class SpotView:
         elif measured_cold_start_s is not None:
             cold_start_s = measured_cold_start_s
         else:
-            cold_start_s = defaults.cold_start_s
+            cold_start_s = DEFAULT_COLD_START_S
         return ReplicaEconomics(
             tokens_per_second=tokens_per_second,
             gpus_per_replica=gpus_per_replica,

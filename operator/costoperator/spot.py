@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import ReplicaEconomics, SpotPlan, plan_spot
+from costengine.spotplan import DEFAULT_COLD_START_S, SpotPlan, plan_spot
 from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
 
@@ -128,8 +128,7 @@ def measured_cold_start(
     if spot.measured_cold_start_s is not None:
         return spot.measured_cold_start_s
     measured = [f.measured_cold_start_s for f in on_demand if f.measured_cold_start_s is not None]
-    default = ReplicaEconomics(1.0, 1.0, 0.0, 0.0).cold_start_s
-    if measured and max(measured) > default:
+    if measured and max(measured) > DEFAULT_COLD_START_S:
         return max(measured)
     return None
 
