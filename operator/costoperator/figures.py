@@ -93,23 +93,23 @@ class SpotView:
         """One replica's economics, with the policy's cold start and interruption rate where
         it sets them; unset, the cold start is `measured_cold_start_s` when given, else the
         default."""
-        defaults = ReplicaEconomics(1.0, 1.0, 0.0, 0.0)
         if self.cold_start_s is not None:
             cold_start_s = float(self.cold_start_s)
         elif measured_cold_start_s is not None:
             cold_start_s = measured_cold_start_s
         else:
             cold_start_s = DEFAULT_COLD_START_S
-        return ReplicaEconomics(
-            tokens_per_second=tokens_per_second,
-            gpus_per_replica=gpus_per_replica,
-            on_demand_usd_per_gpu_hour=on_demand_usd_per_gpu_hour,
-            spot_usd_per_gpu_hour=spot_usd_per_gpu_hour,
+        economics = ReplicaEconomics(
+            tokens_per_second,
+            gpus_per_replica,
+            on_demand_usd_per_gpu_hour,
+            spot_usd_per_gpu_hour,
             cold_start_s=cold_start_s,
-            interruptions_per_replica_hour=self.interruptions_per_replica_hour
-            if self.interruptions_per_replica_hour is not None
-            else defaults.interruptions_per_replica_hour,
         )
+        rate = self.interruptions_per_replica_hour
+        if rate is None:
+            return economics
+        return replace(economics, interruptions_per_replica_hour=rate)
 
     def limits(self, global_cap: int | None) -> SpotLimits:
         defaults = SpotLimits()
@@ -223,9 +223,11 @@ class WorkloadFigures:
     spot_recommended_replicas: int | None = None
     spot_projected_savings_usd_per_hour: float | None = None
     spot_note: str = ""
+    """Why there is no recommendation, or the planner's warnings."""
+    spot_refusal: str = ""
+    """The planner's refusals of spot among those reasons ("" when it recommends spot)."""
     measured_cold_start_s: float | None = None
     """Median seconds from creation to Ready of the workload's live pods (`WorkloadCapacity`)."""
-    """Why there is no recommendation, or the planner's warnings."""
     stale: bool = False
     problems: tuple[str, ...] = ()
     updated_at: float = 0.0

@@ -182,12 +182,11 @@ class Runtime:
             figure = figures.get((view.namespace, view.name, spot.target[1]))
             if figure is None or figure.spot_recommended_replicas is None:
                 continue
-            count = figure.spot_recommended_replicas
-            refusal = "; ".join(r for r in figure.spot_note.split("; ") if r.startswith("refused:"))
+            count, refusal = figure.spot_recommended_replicas, figure.spot_refusal
             told = self.spot_told.get(key, SpotTold())
             target = f"{spot.target[0]} {spot.target[1]}"
             if refusal and refusal != told.refusal:
-                self.post(key, "Warning", "SpotRefused", f"{target}: {refusal}"[:1000])
+                self.post(key, "Warning", "SpotRefused", f"{target}: {refusal}"[:MAX_SPOT_NOTE])
             due = told.at is None or now_s - told.at >= spot.scale_down_window_s
             if count != told.count and due:
                 savings = figure.spot_projected_savings_usd_per_hour
@@ -198,7 +197,7 @@ class Runtime:
                     "SpotRecommendation",
                     f"{target}: {count} spot replicas recommended{saves}",
                 )
-                told = SpotTold(count=count, at=now_s, refusal=told.refusal)
+                told = replace(told, count=count, at=now_s)
             self.spot_told[key] = replace(told, refusal=refusal)
         for key in set(self.spot_told) - live:
             del self.spot_told[key]

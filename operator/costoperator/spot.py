@@ -7,9 +7,9 @@ request shape (or, without a model, from measured tokens/s over the measured GPU
 fraction). A replica's cold start is the policy's `coldStartSeconds`, else what its pods show
 (creation to Ready, `measured_cold_start`), else the planner's default; the policy's
 interruption rate and spot-hostile traits go in as they are. `costengine.spotplan.plan_spot`
-does the planning; this module only gathers its
-inputs and attaches the result to the spot workload's figures, where the exporter publishes
-`llmcost_spot_recommended_replicas` and `llmcost_spot_projected_savings_usd_per_hour`.
+does the planning; this module only gathers its inputs and attaches the result to the spot
+workload's figures, where the exporter publishes `llmcost_spot_recommended_replicas` and
+`llmcost_spot_projected_savings_usd_per_hour`.
 
 Nothing here writes to a workload: Recommend mode only publishes (RELIABILITY 10). Missing or
 stale inputs produce no recommendation (RELIABILITY 1: no data is never a reason to scale).
@@ -228,6 +228,7 @@ def with_recommendations(
                 spot_recommended_replicas=None,
                 spot_projected_savings_usd_per_hour=None,
                 spot_note=why,
+                spot_refusal="",
             )
             continue
         out[key] = replace(
@@ -237,6 +238,7 @@ def with_recommendations(
             if math.isfinite(plan.savings_usd_per_hour)
             else None,
             spot_note=why,
+            spot_refusal="; ".join(r for r in plan.reasons if r.startswith("refused:")),
         )
     history.forget_except(planned)
     return out

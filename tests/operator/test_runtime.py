@@ -128,6 +128,7 @@ def test_recommend_mode_tells_refusals_and_count_changes_in_events() -> None:
             spot_recommended_replicas=count,
             spot_projected_savings_usd_per_hour=saves,
             spot_note=note,
+            spot_refusal="; ".join(r for r in note.split("; ") if r.startswith("refused:")),
         )
         rt.recommend_events(rt.views(), {("inference", "llama70b", "llama70b-spot"): f}, now)
         return rt.take_events(key)
