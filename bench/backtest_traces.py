@@ -71,6 +71,11 @@ def main() -> int:
         help="size the planner's steady term at each tick's rate, not the sustained level",
     )
     parser.add_argument(
+        "--planner-no-queue",
+        action="store_true",
+        help="size the planner's burst term on the rate, not the queue-aware burst signal",
+    )
+    parser.add_argument(
         "--preemption-offset-s", type=float, default=0.0, help="start this far into the market"
     )
     parser.add_argument(
@@ -84,6 +89,8 @@ def main() -> int:
     overrides: dict[str, Any] = {"planner_base": args.planner_base}
     if args.planner_no_level:
         overrides["planner_level"] = False
+    if args.planner_no_queue:
+        overrides["planner_queue"] = False
     if args.planner_recent_peak:
         overrides.update(planner_burst_quantile=None, planner_headroom=0.1)
     if args.preemption_notice_s is not None:

@@ -43,7 +43,10 @@ The fleet model ("fluid", one number per step)
   ``rate_window_s`` (default 60 s, Prometheus' ``rate(x[1m])``, the shortest window the policy
   CRD allows), the rates of earlier ticks, the queue, its own replicas (desired, ready,
   starting), the preemptions and spot replica-seconds so far and the spot replicas under a
-  preemption notice; never the market or the future beyond the notice.
+  preemption notice; never the market or the future beyond the notice. Also the queue-aware
+  burst signal of each tick (`costengine.spotplan.serviceable_rate` of the peak 30, 60 and
+  120 s rates of the windows ending in the last control period, at the step's resolution: what
+  the operator's `queries.burst_query` reads at 15 s).
 - Start and warm-up: every policy's first decision is made at time 0 from the first step's
   demand (what the fleet was serving just before the trace began) and that fleet is warm: ready
   at once. A recorded trace starts abruptly (the Azure conversation trace ramps from 0.8 to 7
@@ -75,7 +78,9 @@ The policies
   that level, not over each noisy sample; a rise past the slack counts as it is, a fall once
   the median of the latest three ticks shows it), as the operator calls it, with the
   operator's limits (target utilization, the burst margin at its P90 and no extra headroom,
-  the spot fraction and a spot cap of the on-demand peak fleet).
+  the spot fraction and a spot cap of the on-demand peak fleet). Its burst term reads the
+  queue-aware burst signal within the latency bound (``planner_queue``), except while spot
+  replicas are missing or under notice, when it reads the rate (the queue is then the gap's).
   The driver adds five mechanisms around it, all on past data and the market's preemption
   notices:
   1. The on-demand base (rules ``p50`` and ``market``, mechanism 5) is the plan's
@@ -141,6 +146,7 @@ from costengine.errors import (
     require_ratio,
 )
 from costengine.spotplan import (
+    BURST_WINDOWS_S,
     GovernorLimits,
     GovernorState,
     ReplicaEconomics,
@@ -148,6 +154,7 @@ from costengine.spotplan import (
     SpotPlan,
     govern,
     plan_spot,
+    serviceable_rate,
     spot_fraction_bound,
 )
 from costengine.tenancy import _quantile
@@ -427,6 +434,11 @@ class Observation:
     """Spot replicas lost so far (warm-up included)."""
     spot_replica_s: float
     """Spot replica-seconds so far (ready or starting, warm-up included): the exposure."""
+    burst_tokens_per_second: float | None = None
+    """The queue-aware burst signal of the last control period (`serviceable_rate` of the
+    peak 30/60/120 s rates of windows ending in it, at step resolution; None at time 0)."""
+    burst_history: tuple[float, ...] = ()
+    """That signal at earlier ticks, oldest first."""
     spot_noticed: int = 0
     """Spot replicas under an interruption notice: the market takes them back within
     ``preemption_notice_s`` (they serve until then)."""
@@ -508,6 +520,9 @@ class PlannerPolicy:
     """Weight of `economics.interruptions_per_replica_hour` as a prior, in replica-hours."""
     base: PlannerBase = "p50"
     """The on-demand base rule (`_base`)."""
+    queue_aware: bool = True
+    """The burst term reads the queue-aware burst signal (`Observation.burst_tokens_per_second`)
+    while no spot replica is missing or under notice; False: the demand rate always."""
     name: str = "planner"
     _events: float = 0.0
     _exposure_h: float = 0.0
@@ -552,6 +567,7 @@ class PlannerPolicy:
         )
 
     def _plan(self, obs: Observation, on_demand: int, economics: ReplicaEconomics) -> SpotPlan:
+        queue = self._queue_is_ours(obs)
         return plan_spot(
             obs.history_tokens_per_second,
             obs.demand_tokens_per_second,
@@ -560,7 +576,17 @@ class PlannerPolicy:
             self.limits,
             recent_peak_horizon=self.recent_peak_horizon,
             level_horizon=self.level_horizon,
+            burst_history=obs.burst_history if queue else None,
+            current_burst=obs.burst_tokens_per_second if queue else None,
         )
+
+    def _queue_is_ours(self, obs: Observation) -> bool:
+        """Whether the burst term may read the queue-aware signal: while spot is missing or
+        under notice the queue carries that gap until the cover serves, so bursts get the
+        demand rate (no queue of their own) then."""
+        if not self.queue_aware or obs.burst_tokens_per_second is None:
+            return False
+        return obs.spot.desired <= obs.spot.existing and obs.spot_noticed == 0
 
     def _base(self, obs: Observation, economics: ReplicaEconomics) -> int:
         """The on-demand base: plan_spot's ``recommended_on_demand_base`` (the P50 of the
@@ -768,6 +794,25 @@ def _noticed(pool: _Pool, spot_available: Sequence[int] | None, t: int, notice_s
     return max(0, len(pool.replicas) - min(ahead))
 
 
+def _burst_signal(
+    demand_tokens: Sequence[float],
+    t: int,
+    period: int,
+    windows: Sequence[tuple[float, int]],
+    fleet: FleetModel,
+) -> float:
+    """`Observation.burst_tokens_per_second` at step `t`: per window (s, steps), the highest
+    rate of the windows ending in the last `period` steps, through `serviceable_rate` with the
+    step as the resolution (as the operator's subquery of 30/60/120 s rates at 15 s steps)."""
+    peaks: dict[float, float] = {}
+    for window_s, steps in windows:
+        best = 0.0
+        for end in range(max(1, t - period + 1), t + 1):
+            best = max(best, sum(demand_tokens[max(0, end - steps) : end]))
+        peaks[window_s] = best / (steps * fleet.step_s)
+    return serviceable_rate(peaks, fleet.latency_bound_s, fleet.step_s)
+
+
 def simulate(
     demand_tokens: Sequence[float],
     policy: Policy,
@@ -798,6 +843,8 @@ def simulate(
     pools = {False: _Pool(spot=False), True: _Pool(spot=True)}
     queue: deque[list[float]] = deque()
     history: list[float] = []
+    bursts: list[float] = []
+    burst_steps = [(w, max(1, round(w / fleet.step_s))) for w in BURST_WINDOWS_S]
     preemptions = seen_preemptions = 0
     seen_spot_replica_s = 0.0
     cumulative = 0.0
@@ -819,10 +866,13 @@ def simulate(
             else:
                 window = demand_tokens[max(0, t - rate_steps) : t]
                 rate = sum(window) / (len(window) * fleet.step_s)
+            burst = None if t == 0 else _burst_signal(demand_tokens, t, period, burst_steps, fleet)
             obs = Observation(
                 now_s=t * fleet.step_s,
                 demand_tokens_per_second=rate,
                 history_tokens_per_second=tuple(history),
+                burst_tokens_per_second=burst,
+                burst_history=tuple(bursts),
                 queued_tokens=sum(item[1] for item in queue),
                 on_demand=pools[False].count(t),
                 spot=pools[True].count(t),
@@ -831,6 +881,7 @@ def simulate(
                 spot_noticed=_noticed(pools[True], spot_available, t, notice_steps),
             )
             history.append(rate)
+            bursts.append(rate if burst is None else burst)
             od, sp = policy.decide(obs)
             for pool, wanted in ((pools[False], od), (pools[True], sp)):
                 if wanted < 0:
@@ -1107,6 +1158,9 @@ class BacktestSettings:
     planner_base: PlannerBase | None = None
     """The planner's on-demand base rule (`PlannerPolicy._base`); None: ``fraction`` when the
     fleet's preemption notice is at least a cold start, else ``p50``."""
+    planner_queue: bool = True
+    """The planner's burst term reads the queue-aware burst signal (`PlannerPolicy.queue_aware`,
+    the operator's default); False: the demand rate."""
     oracle_utilization: float | None = None
     """Share of a replica's throughput the oracle may plan on (None: the target utilization,
     as every other policy is sized; 1 for the bound of a fleet run 100% busy)."""
@@ -1188,10 +1242,12 @@ def make_policy(
     planner_base: PlannerBase | None = None,
     planner_burst_quantile: float | None = 0.9,
     planner_level: bool = True,
+    planner_queue: bool = True,
 ) -> Policy:
     """A fresh policy by name (not the oracle, which needs its plan). `planner_base` None:
     ``fraction`` when the fleet's preemption notice is at least a cold start, else ``p50``;
-    `planner_level`: the sustained level over the spot scale-down window, else none."""
+    `planner_level`: the sustained level over the spot scale-down window, else none;
+    `planner_queue`: the burst term on the queue-aware burst signal, else on the rate."""
     if name == "on_demand_peak":
         return StaticPolicy("on_demand_peak", peak_replicas)
     if name == "seed_hybrid":
@@ -1240,6 +1296,7 @@ def make_policy(
             else 0,
             base_utilization=planner_base_utilization,
             base=resolve_planner_base(fleet, planner_base),
+            queue_aware=planner_queue,
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 
@@ -1312,6 +1369,7 @@ def run_backtest(
                 settings.base,
                 settings.planner_burst_quantile,
                 settings.planner_level,
+                settings.planner_queue,
             )
         say(f"{name}: simulating {len(demand_tokens)} steps")
         results[name] = simulate(demand_tokens, policy, fleet, spot_available)

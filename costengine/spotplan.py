@@ -34,6 +34,21 @@ The planner, `plan_spot`
    current sample and its margin at full throughput); a rise past the slack is sized as
    without a level. A caller should make the horizon span the scale-down window, whose
    maximum would otherwise hold the slack over the window's noisiest sample.
+   The burst term reads, when the caller gives it, the **queue-aware burst signal**
+   (``burst_history`` and ``current_burst``, per sample) instead of the demand rate: a rate
+   over a window longer than a burst shows the burst at a fraction of its height, and a fleet
+   that may leave work waiting ``latency`` s needs less than the burst's height. Per sample,
+   `serviceable_rate` turns the peak short-window rates of the sample's interval (the most
+   tokens/s any 30, 60 and 120 s stretch carried, `BURST_WINDOWS_S`) into the least constant
+   throughput that would have served them within the latency bound; the planner holds each
+   such sample for its lead (the rolling maximum over ``recent_peak_horizon`` samples: bursts
+   come in clusters, so the burst term carries the busiest stretch of the last cold start,
+   as the recent-peak rule carried its peak), and the burst margin is the quantile of the
+   held signal's rises. Carried at full throughput as before, so the only
+   difference from the rate is what the signal sees: short bursts at their height, and the
+   queue the latency bound allows. The caller decides when the queue is the fleet's to spend
+   (the backtest's and the operator's planners use the rate while spot replicas are missing
+   or under notice: the queue then carries the gap until the cover serves).
    With ``burst_quantile = None``, the recent-peak rule: sizing demand ``max(current, peak of
    the last recent_peak_horizon samples) × (1 + headroom)`` at the target utilization (the
    seed's "size for the peak"). ``recent_peak_horizon = None`` makes the whole history recent
@@ -93,7 +108,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -114,6 +129,11 @@ DEFAULT_COLD_START_S = 120.0
 
 SCALE_DOWN_WINDOW_S = 300.0
 """The governor's default scale-down stabilization window, Kubernetes HPA's default."""
+
+BURST_WINDOWS_S = (30.0, 60.0, 120.0)
+"""The windows whose peak rates make the queue-aware burst signal (`serviceable_rate`): the
+shortest two scrapes at the usual 15 s, the policy CRD's shortest rate window, the default
+cold start."""
 
 FALL_SAMPLES = 3
 """A fall of the sustained level counts once the median of this many latest samples shows it
@@ -300,6 +320,45 @@ def burst_margin(
     return _quantile(rises, quantile) if rises else 0.0
 
 
+def serviceable_rate(peaks: Mapping[float, float], latency_s: float, resolution_s: float) -> float:
+    """The least constant tokens/s that serves, within `latency_s`, the busiest stretches
+    `peaks` shows: `peaks` maps a window (s) to the highest rate any stretch of that length
+    carried (tokens/s); a stretch of w s at p tokens/s holds p × w tokens, which a throughput
+    C serves within the bound when C × (w + latency) ≥ p × w. The signal places work only to
+    within `resolution_s` (its sampling step: work counted in a sample may have waited that
+    long already), so the bound counts ``latency − resolution``, never below 0: the result is
+    then the highest peak itself. 0 for no peaks.
+
+    A steady rate r gives r × w ÷ (w + latency − resolution) at the longest window: below r,
+    the queue the bound allows over that window. A burst shorter than the window shows in the
+    shorter windows at its height."""
+    require_non_negative("latency_s", latency_s)
+    require_non_negative("resolution_s", resolution_s)
+    wait = max(0.0, latency_s - resolution_s)
+    best = 0.0
+    for window, peak in peaks.items():
+        require_positive("window", window)
+        require_non_negative(f"peak over {window:g} s", peak)
+        best = max(best, peak * window / (window + wait))
+    return best
+
+
+def _held(samples: Sequence[float], horizon: int | None) -> list[float]:
+    """Each sample raised to the highest of it and the ``horizon − 1`` before it (None: all
+    before it; 0 or 1: the samples as they are)."""
+    out: list[float] = []
+    window: deque[int] = deque()  # indices in reach, highest first (a monotone deque)
+    for i, value in enumerate(samples):
+        while window and samples[window[-1]] <= value:
+            window.pop()
+        window.append(i)
+        if horizon is not None:
+            while window[0] <= i - max(1, horizon):
+                window.popleft()
+        out.append(samples[window[0]])
+    return out
+
+
 def _trailing(samples: Sequence[float], horizon: int | None) -> list[float]:
     """The last `horizon` of `samples` (None: all of them, 0: none)."""
     if horizon is None:
@@ -348,14 +407,18 @@ def plan_spot(
     traits: WorkloadTraits = WorkloadTraits(),
     recent_peak_horizon: int | None = None,
     level_horizon: int | None = 0,
+    burst_history: Sequence[float] | None = None,
+    current_burst: float | None = None,
 ) -> SpotPlan:
     """Spot replicas to run now beside `on_demand_replicas`, and what the hour costs.
 
     `demand_history` holds recent total tokens/s samples, oldest first (may be empty);
     `recent_peak_horizon` is how many trailing samples count for the burst peak (None: all,
     0: only `current_demand`); `level_horizon` how many trailing samples the sustained level
-    is the median of (None: all, 0: the level is `current_demand`; the burst rule only). The
-    mechanism is in the module docstring.
+    is the median of (None: all, 0: the level is `current_demand`; the burst rule only).
+    `current_burst` (with `burst_history`, the earlier samples, oldest first; may be shorter
+    than `demand_history`): the queue-aware burst signal (`serviceable_rate`) for the burst
+    term instead of the demand; None: the demand. The mechanism is in the module docstring.
     """
     for i, sample in enumerate(demand_history):
         require_non_negative(f"demand_history[{i}]", sample)
@@ -365,6 +428,10 @@ def plan_spot(
         require_non_negative("recent_peak_horizon", recent_peak_horizon)
     if level_horizon is not None:
         require_non_negative("level_horizon", level_horizon)
+    if current_burst is not None:
+        require_non_negative("current_burst", current_burst)
+        for i, sample in enumerate(burst_history or ()):
+            require_non_negative(f"burst_history[{i}]", sample)
 
     usable = economics.tokens_per_second * limits.target_utilization
     if limits.burst_quantile is None:
@@ -376,10 +443,12 @@ def plan_spot(
             demand_history, current_demand, level_horizon, limits.target_utilization
         )
         steady = level * (1 + limits.headroom)
-        margin = burst_margin(
-            demand_history, current_demand, recent_peak_horizon, limits.burst_quantile
-        )
-        burst = current_demand + margin
+        if current_burst is None:
+            signal, now = list(demand_history), current_demand
+        else:
+            *signal, now = _held([*(burst_history or ()), current_burst], recent_peak_horizon)
+        margin = burst_margin(signal, now, recent_peak_horizon, limits.burst_quantile)
+        burst = now + margin
         needed = max(
             _replicas_for(steady, usable), _replicas_for(burst, economics.tokens_per_second)
         )

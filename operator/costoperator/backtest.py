@@ -169,6 +169,8 @@ class BacktestOptions:
     planner_base_utilization: float = 1.0
     planner_level: bool = True
     """False: the planner sizes each tick's rate, not the sustained level."""
+    planner_queue: bool = True
+    """False: the planner's burst term reads the demand rate, not the queue-aware signal."""
     planner_base: PlannerBase | None = None
     """None: ``fraction`` when the preemption notice is at least the cold start, else ``p50``."""
     oracle_utilization: float | None = None
@@ -411,6 +413,7 @@ def run(options: BacktestOptions) -> Backtest:
         planner_base_utilization=options.planner_base_utilization,
         planner_base=options.planner_base,
         planner_level=options.planner_level,
+        planner_queue=options.planner_queue,
         oracle_utilization=options.oracle_utilization,
     )
     _say(
@@ -521,6 +524,7 @@ def report(bt: Backtest) -> dict[str, Any]:
             "planner_base_utilization": r.settings.planner_base_utilization,
             "planner_base": r.settings.base,
             "planner_level": r.settings.planner_level,
+            "planner_queue": r.settings.planner_queue,
             "oracle_utilization": r.settings.oracle_share,
             "oracle_time_limit_s": o.oracle_time_limit_s,
             "max_spot_fraction": r.settings.max_spot_fraction,
@@ -684,6 +688,13 @@ def render(bt: Backtest, output: str) -> None:
                 f"(a fall: over the latest {FALL_SAMPLES} rates)"
                 if r.settings.planner_level
                 else "each tick's rate (--no-planner-level)",
+            ),
+            (
+                "planner bursts",
+                "the queue-aware signal: peak 30/60/120 s rates served within the latency "
+                "bound, the rate while spot is missing or under notice"
+                if r.settings.planner_queue
+                else "the rate over the rate window (--no-planner-queue)",
             ),
             ("spot market", bt.spot.path.name if bt.spot else "always available"),
             (

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -17,6 +18,7 @@ from costengine.backtest import (
     PLANNER_BASES,
     POLICIES,
     BacktestSettings,
+    FleetCount,
     FleetModel,
     Observation,
     OracleProgram,
@@ -389,6 +391,48 @@ def test_short_bursts_every_few_minutes_keep_the_planners_replicas() -> None:
     assert sum(r.series.shortfall_tokens[3 * 24 :]) == 0  # none after the first three bursts
 
 
+def test_bursts_that_recur_past_the_scale_down_window_are_served_once_the_signal_knows_them() -> (
+    None
+):
+    """30 s bursts at 30× the baseline every 7 minutes, past the 300 s window: the window
+    releases the replicas a burst asked for (they serve after it) before the next one. The
+    60 s rate shows each burst at half its height, and a fleet for that loses a step of each
+    burst; the queue-aware signal sees the 30 s peak, so once the history holds a burst the
+    fleet between bursts serves the next one whole."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    demand = [(1500.0 if t % 42 < 3 else 50.0) * fleet.step_s for t in range(720)]
+    queue = simulate(demand, make_policy("planner", fleet, 16, 8, 12, 0.7), fleet)
+    rate = simulate(
+        demand, make_policy("planner", fleet, 16, 8, 12, 0.7, planner_queue=False), fleet
+    )
+    assert sum(queue.series.shortfall_tokens[2 * 42 :]) == 0  # none after the second burst
+    assert sum(rate.series.shortfall_tokens[2 * 42 :]) > 0.05 * sum(demand)
+    assert queue.shortfall_tokens < rate.shortfall_tokens / 3
+
+
+def test_the_planner_gives_bursts_the_rate_while_spot_is_missing_or_under_notice() -> None:
+    """The queue-aware signal lets bursts queue; while spot replicas are missing or under
+    notice that queue is the gap's, so the burst term reads the rate then."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    planner = make_policy("planner", fleet, 16, 8, 12, 0.7)
+    assert isinstance(planner, PlannerPolicy)
+    whole = FleetCount(desired=3, ready=3, starting=0)
+    seen = Observation(now_s=600, demand_tokens_per_second=100, history_tokens_per_second=(),
+                       queued_tokens=0, on_demand=whole, spot=whole, preemptions=0,
+                       spot_replica_s=0, burst_tokens_per_second=900)  # fmt: skip
+    assert planner._queue_is_ours(seen)
+    missing = FleetCount(desired=3, ready=1, starting=1)
+    assert not planner._queue_is_ours(replace(seen, spot=missing))
+    assert not planner._queue_is_ours(replace(seen, spot_noticed=1))
+    assert not planner._queue_is_ours(replace(seen, burst_tokens_per_second=None))
+    planner.queue_aware = False
+    assert not planner._queue_is_ours(seen)
+
+
 def test_the_sustained_level_spares_the_slack_on_noise_at_no_shortfall() -> None:
     """Noisy steady traffic (400 ± 80 tokens/s a step, 4 replicas at 70%): sizing each tick's
     noisy rate at the target utilization, the scale-down window holds the slack over its
@@ -414,8 +458,9 @@ def test_the_sustained_level_spares_the_slack_on_noise_at_no_shortfall() -> None
 def test_a_fall_is_held_by_the_scale_down_window_only_not_also_by_the_level() -> None:
     """800 ± 40 tokens/s for an hour, then 200 ± 40 (12 replicas at 70%, then 3-4): the
     sustained level follows the fall once the latest three samples show it, so the fleet comes
-    down when the 300 s scale-down window has passed (and the 60 s rate has seen the fall), not
-    half the level's horizon later as well (at 450 s with the long median alone)."""
+    down when the 300 s scale-down window has passed (and the burst signal, whose longest
+    window is 120 s, has seen the fall), not half the level's horizon later as well (at 450 s
+    with the long median alone)."""
     fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                        on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
                        warmup_s=0)  # fmt: skip
@@ -429,7 +474,7 @@ def test_a_fall_is_held_by_the_scale_down_window_only_not_also_by_the_level() ->
     totals = [o + s for o, s in planner.decisions]
     assert totals[fall_tick - 1] == 12
     down = next(i for i in range(fall_tick, len(totals)) if totals[i] <= 6)
-    assert (down - fall_tick) * fleet.control_period_s <= 300 + 60
+    assert (down - fall_tick) * fleet.control_period_s <= 300 + 120
 
 
 def test_the_planner_covers_spot_the_market_does_not_give_with_on_demand() -> None:

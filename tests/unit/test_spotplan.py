@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from costengine.backtest import constant_capacity_shortfall
 from costengine.cost import HOURS_PER_MONTH
 from costengine.errors import CostEngineError, InvalidInputError
 from costengine.spot import hybrid_spot_cost
@@ -24,6 +25,7 @@ from costengine.spotplan import (
     govern,
     hold,
     plan_spot,
+    serviceable_rate,
     spot_fraction_bound,
     sustained_level,
 )
@@ -188,6 +190,80 @@ def test_burst_rule_keeps_spare_replicas_for_bursts_from_silence_and_none_for_fl
     # margin is 0 and the steady term sizes the fleet, ceil(5000 / 700) = 8, not a second
     # burst stacked on the first.
     assert plan_spot(history, 5000, 2, SEED, limits, recent_peak_horizon=4).needed_replicas == 8
+
+
+def test_serviceable_rate_by_hand() -> None:
+    # Steady 600 tokens/s, 30 s latency, 15 s resolution: 120 s of work (72,000 tokens) within
+    # 120 + 15 s needs 533.3 tokens/s, the longest window's; the shorter ones need less.
+    steady = {30.0: 600.0, 60.0: 600.0, 120.0: 600.0}
+    assert serviceable_rate(steady, 30, 15) == pytest.approx(600 * 120 / 135)
+    # A 30 s burst at 1,500 tokens/s over 50: the 30 s window shows it at its height, the
+    # 120 s one at 412.5. 45,000 tokens within 30 + 15 s: 1,000 tokens/s.
+    burst = {30.0: 1500.0, 60.0: 775.0, 120.0: 412.5}
+    assert serviceable_rate(burst, 30, 15) == pytest.approx(1000)
+    # No queue (a latency bound within the resolution): the highest peak itself.
+    assert serviceable_rate(burst, 10, 15) == 1500
+    assert serviceable_rate(burst, 0, 0) == 1500
+    assert serviceable_rate({}, 30, 15) == 0
+    with pytest.raises(InvalidInputError, match="latency_s"):
+        serviceable_rate(burst, -1, 15)
+    with pytest.raises(InvalidInputError, match="peak over 30 s"):
+        serviceable_rate({30.0: -1.0}, 30, 15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    demand=st.lists(st.floats(min_value=0, max_value=5000), min_size=1, max_size=24),
+    deadline=st.integers(min_value=1, max_value=6),
+)
+def test_serviceable_rate_over_every_window_is_the_least_constant_capacity(
+    demand: list[float], deadline: int
+) -> None:
+    """With the peaks of every window length at step resolution, the signal is exactly the
+    least constant throughput that serves the work within the latency bound: the simulator's
+    queue drops nothing at it and drops work a little below it."""
+    step = 10.0
+    peaks = {
+        n * step: max(sum(demand[i : i + n]) for i in range(len(demand) - n + 1)) / (n * step)
+        for n in range(1, len(demand) + 1)
+    }
+    rate = serviceable_rate(peaks, deadline * step, step)
+    padded = [*demand, *[0.0] * deadline]
+    assert constant_capacity_shortfall(padded, rate * step * (1 + 1e-9), deadline) == (
+        pytest.approx(0, abs=1e-6)
+    )
+    if rate > 1:
+        assert constant_capacity_shortfall(padded, rate * step * 0.99, deadline) > 0
+
+
+def test_the_burst_term_reads_the_queue_aware_signal_held_for_the_lead() -> None:
+    limits = SpotLimits(max_replicas=20)  # target utilization 0.7, P90 burst margin
+    # The rate (600 tokens/s) is flat, but the signal saw 3,500 a sample ago: held for the
+    # lead of 4 samples, the burst term carries it at full throughput (4 replicas), where the
+    # rate alone needs ceil(600 / 700) = 1.
+    rates = [600.0] * 14
+    signal = [400.0] * 9 + [3500.0, 500.0]
+    assert plan_spot(rates, 600, 1, SEED, limits, recent_peak_horizon=4).needed_replicas == 1
+    held = plan_spot(rates, 600, 1, SEED, limits, recent_peak_horizon=4, burst_history=signal,
+                     current_burst=500)  # fmt: skip
+    assert held.needed_replicas == 4
+    assert held.demand_tokens_per_second == pytest.approx(3500 * 0.7)
+    # Once the peak has left the lead it is not held: the held signal is 400 × 9, 3,500 × 4,
+    # 500 and the current 500; no rise was seen from 500 or above (the rises before the peak
+    # start below it), so the burst term is the current 500 and the steady term's 1 replica
+    # is the fleet.
+    later = [*signal, 500.0, 500.0, 500.0]
+    plan = plan_spot(rates, 600, 1, SEED, limits, recent_peak_horizon=4, burst_history=later,
+                     current_burst=500)  # fmt: skip
+    assert burst_margin([400.0] * 9 + [3500.0] * 4 + [500.0], 500, 4, 0.9) == 0
+    assert plan.needed_replicas == 1
+    # A lead of 6 still holds it.
+    longer = plan_spot(rates, 600, 1, SEED, limits, recent_peak_horizon=6, burst_history=later,
+                       current_burst=500)  # fmt: skip
+    assert longer.needed_replicas == 4
+    # Without the signal (None) the burst term is the rate's, as before.
+    assert plan_spot(rates, 600, 1, SEED, limits, recent_peak_horizon=4, burst_history=signal,
+                     current_burst=None).needed_replicas == 1  # fmt: skip
 
 
 def test_sustained_level_is_the_median_unless_a_rise_passes_the_slack_or_a_fall_holds() -> None:

@@ -1069,6 +1069,16 @@ def backtest(
             "tick's rate at the target utilization (the earlier rule).",
         ),
     ] = True,
+    planner_queue: Annotated[
+        bool,
+        typer.Option(
+            help="Size the planner's burst term on the queue-aware burst signal, as the "
+            "operator does: the peak 30, 60 and 120 s rates of each tick, as the least "
+            "throughput that serves them within --latency-bound-s (the demand rate while spot "
+            "is missing or under notice); --no-planner-queue sizes it on the rate over "
+            "--rate-window-s (the earlier rule).",
+        ),
+    ] = True,
     planner_base: Annotated[
         PlannerBaseRule | None,
         typer.Option(
@@ -1164,6 +1174,7 @@ def backtest(
             planner_burst_quantile=None if planner_recent_peak else planner_burst_quantile,
             planner_base_utilization=planner_base_utilization,
             planner_level=planner_level,
+            planner_queue=planner_queue,
             planner_base=None if planner_base is None else planner_base.value,
             oracle_utilization=oracle_utilization,
             oracle_time_limit_s=oracle_time_limit_s,
