@@ -73,6 +73,8 @@ class PodInfo:
     phase: str
     ready_after_s: float | None = None
     """Seconds from the pod's creation to its serving (`ready_after_s`), when measured."""
+    ready: bool = True
+    """Its Ready condition is True (`is_ready`): the replica serves."""
 
 
 def capacity_type_of(labels: Mapping[str, str]) -> CapacityType:
@@ -185,6 +187,7 @@ def pod_info(
         labels=meta.get("labels") or {},
         phase=(body.get("status") or {}).get("phase", ""),
         ready_after_s=ready_after_s(body),
+        ready=is_ready(body),
     )
 
 
@@ -197,6 +200,19 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
+def _ready_condition(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    status = body.get("status") or {}
+    return next(
+        (c for c in status.get("conditions") or () if (c or {}).get("type") == "Ready"), None
+    )
+
+
+def is_ready(body: Mapping[str, Any]) -> bool:
+    """The pod's Ready condition is True: it passes its readiness probe and serves."""
+    ready = _ready_condition(body)
+    return ready is not None and ready.get("status") == "True"
+
+
 def ready_after_s(body: Mapping[str, Any]) -> float | None:
     """A replica's cold start as its pod shows it: seconds from the pod's creation to its
     Ready condition turning True. That spans waiting for a node (a provisioner starting one),
@@ -206,9 +222,7 @@ def ready_after_s(body: Mapping[str, Any]) -> float | None:
     status = body.get("status") or {}
     if any((c or {}).get("restartCount", 0) for c in status.get("containerStatuses") or ()):
         return None
-    ready = next(
-        (c for c in status.get("conditions") or () if (c or {}).get("type") == "Ready"), None
-    )
+    ready = _ready_condition(body)
     if ready is None or ready.get("status") != "True":
         return None
     created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))

@@ -119,6 +119,8 @@ MAX_SPOT_NOTE = 1000
 MAX_COLD_START_SECONDS = 86400
 #: Preemptions per spot replica-hour past one a minute are no market to plan on.
 MAX_INTERRUPTIONS_PER_REPLICA_HOUR = 60
+#: A burst queued longer than this is an outage, not a latency bound.
+MAX_BURST_QUEUE_SECONDS = 600
 
 #: Durations as Go's time.ParseDuration (and so CEL's `duration()`) reads them, restricted to
 #: positive decimal numbers with units ms, s, m, h: "30s", "5m", "1h30m", "1.5h".
@@ -574,6 +576,16 @@ class SpotSpec(_Wire):
         description="Preemptions per spot replica-hour, from your provider's interruption data "
         "(unset: 0.05, illustrative). Each is priced as on-demand cover for a cold start plus "
         "30 s of redone work; spot that is not cheaper then is not recommended.",
+    )
+    burst_queue_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_BURST_QUEUE_SECONDS,
+        description="How long a burst's requests may wait while the replicas it asks for "
+        "start, s (unset: 30). The planner sizes bursts from their peak 30, 60 and 120 s "
+        "token rates as the least throughput that serves them within this bound, so bursts "
+        "queue up to it instead of holding replicas for their full height; 0 sizes every "
+        "burst at its peak 30 s rate. Lower it for latency-tight services.",
     )
     slo_bound: bool | None = Field(
         default=None,

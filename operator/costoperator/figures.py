@@ -37,6 +37,10 @@ MIN_TOKENS_IN_WINDOW = 1000.0
 
 PodKey = tuple[str, str]  # (namespace, pod)
 
+#: How long a burst's work may wait while the replicas it asks for start, when a policy does
+#: not say (`spec.spot.burstQueueSeconds`): the backtest's default latency bound.
+DEFAULT_BURST_QUEUE_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class ApiPrice:
@@ -66,6 +70,8 @@ class SpotView:
     """`coldStartSeconds`; unset, `ReplicaEconomics`' default."""
     interruptions_per_replica_hour: float | None = None
     """`interruptionsPerReplicaHour`; unset, `ReplicaEconomics`' default."""
+    burst_queue_s: int | None = None
+    """`burstQueueSeconds`; unset, `DEFAULT_BURST_QUEUE_S`."""
     traits: WorkloadTraits = field(default_factory=WorkloadTraits)
     """`sloBound`, `multiTurnState`, `tightP99`: the seed's spot-hostile patterns."""
 
@@ -74,6 +80,14 @@ class SpotView:
         if self.max_replicas is not None:
             return self.max_replicas
         return max(self.min_replicas, global_cap or SpotLimits().max_replicas)
+
+    @property
+    def queue_s(self) -> float:
+        """How long a burst's work may wait while the replicas it asks for start
+        (`burstQueueSeconds`; unset, `DEFAULT_BURST_QUEUE_S`)."""
+        if self.burst_queue_s is not None:
+            return float(self.burst_queue_s)
+        return DEFAULT_BURST_QUEUE_S
 
     @property
     def scale_down_window_s(self) -> float:
@@ -228,6 +242,12 @@ class WorkloadFigures:
     """The planner's refusals of spot among those reasons ("" when it recommends spot)."""
     measured_cold_start_s: float | None = None
     """Median seconds from creation to Ready of the workload's live pods (`WorkloadCapacity`)."""
+    starting_replicas: int = 0
+    """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
+    burst_peaks: Mapping[float, float] | None = None
+    """Per window (s), the peak total tokens/s of its live pods over the tick's interval
+    (`tick.workload_burst_peaks`: the windows every such pod answered); {} for a workload
+    with no live pods; None when a live pod has no burst row (the signal is incomplete)."""
     stale: bool = False
     problems: tuple[str, ...] = ()
     updated_at: float = 0.0
@@ -262,6 +282,9 @@ class WorkloadCapacity:
     problems: tuple[str, ...]
     cold_start_s: float | None = None
     """The median of the live pods' measured creation-to-Ready seconds, when any is known."""
+    starting: int = 0
+    """Pods of the workload that do not serve yet: unscheduled (waiting for a node) or not
+    Ready."""
 
 
 def workload_capacity(
@@ -274,6 +297,7 @@ def workload_capacity(
     gpus: dict[CapacityType, float] = defaultdict(float)
     replicas: dict[CapacityType, int] = defaultdict(int)
     gpu_names: set[str] = set()
+    pods = tuple(pods)
     live = tuple(p for p in pods if p.node and p.phase not in ("Succeeded", "Failed"))
     for pod in live:
         assert pod.node is not None
@@ -294,6 +318,7 @@ def workload_capacity(
         except CostEngineError as exc:
             problems.append(f"pod {pod.name}: no price: {exc}")
     starts = [p.ready_after_s for p in live if p.ready_after_s is not None]
+    starting = sum(1 for p in pods if p.phase not in ("Succeeded", "Failed") and not p.ready)
     return WorkloadCapacity(
         live,
         dict(hourly),
@@ -302,6 +327,7 @@ def workload_capacity(
         frozenset(gpu_names),
         tuple(problems),
         statistics.median(starts) if starts else None,
+        starting,
     )
 
 
@@ -361,6 +387,7 @@ def priced_figures(
         "problems": capacity.problems,
         "updated_at": now,
         "measured_cold_start_s": capacity.cold_start_s,
+        "starting_replicas": capacity.starting,
     }
     total_gpus = sum(gpus.values())
     busy = [

@@ -232,6 +232,7 @@ async def tick_loop(memo: kopf.Memo) -> None:
                     runtime.baselines,
                     runtime.gpu_source,
                     runtime.phases,
+                    runtime.tick_interval_s(config.default_interval_s),
                 )
             except Exception:  # a bug must not stop pricing: log, mark stale, go on
                 log.exception("tick failed")

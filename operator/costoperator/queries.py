@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from costengine.spotplan import BURST_WINDOWS_S
+
 
 class Family(StrEnum):
     INPUT_TOKENS = "input_tokens"
@@ -34,6 +36,7 @@ class Family(StrEnum):
     PHASE_SECONDS = "phase_seconds"
     SEMANTIC = "semantic"
     BASELINE = "baseline"
+    BURST = "burst"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,11 @@ class NamedQuery:
 CUSTOM_ENGINE = "custom"
 #: The label that names the counter of a semantic-cache row (rate() drops `__name__`).
 SEMANTIC_METRIC_LABEL = "llmcost_metric"
+#: The label that names a burst row's window, in seconds (`burst_query`).
+BURST_WINDOW_LABEL = "llmcost_burst_window"
+#: The burst query's subquery step: the resolution of the queue-aware burst signal (the
+#: usual scrape interval; a shorter step only re-reads the same samples).
+BURST_STEP_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +248,32 @@ def _semantic(counters: Iterable[SemanticCounters], window: str) -> str | None:
     return " or ".join(branches) if branches else None
 
 
+def burst_query(range_s: float) -> str:
+    """Per pod and window of `BURST_WINDOWS_S`: the highest total (input + output) tokens/s
+    of any such window ending in the last `range_s` (at least one `BURST_STEP_S`), a subquery
+    at `BURST_STEP_S`; rows labelled `llmcost_burst_window` with the window's seconds. The
+    input of the planner's queue-aware burst signal (`costengine.spotplan.serviceable_rate`):
+    the policy's rate window shows a burst shorter than itself at a fraction of its height.
+    Engine counters only: a pod whose tokens come from `spec.metrics` counters has no row,
+    and its policy's planner reads the rate instead."""
+    names = family_names(ENGINE_PROFILES.values())
+    families = (names[Family.INPUT_TOKENS], names[Family.OUTPUT_TOKENS])
+    span = f"{max(BURST_STEP_S, round(range_s)):g}s"
+    step = f"{BURST_STEP_S:g}s"
+    branches = []
+    for window in BURST_WINDOWS_S:
+        # Per family, then added: one `rate` over both would hold two series per pod that
+        # differ only in the name it drops, which Prometheus refuses. A pod with one family
+        # only (no generation counter yet) keeps that one (`or`).
+        inp, out = (_rate_sum(members, f"{window:g}s") for members in families)
+        total = f"(({inp} + {out}) or {inp} or {out})"
+        branches.append(
+            f"label_replace(max_over_time({total}[{span}:{step}]), "
+            f'"{BURST_WINDOW_LABEL}", "{window:g}", "", "")'
+        )
+    return " or ".join(branches)
+
+
 def tick_queries(
     windows: Iterable[str],
     baseline_windows: Iterable[str] = (),
@@ -247,6 +281,7 @@ def tick_queries(
     semantic: Iterable[SemanticCounters] = (),
     gpu_fallback: bool = True,
     phase_windows: Iterable[str] | None = None,
+    burst_range_s: float | None = None,
 ) -> list[NamedQuery]:
     """Every query of one tick: per distinct rate window, one per family; one drift baseline
     per distinct baseline window. Policies' `spec.metrics` add at most one query per
@@ -254,7 +289,8 @@ def tick_queries(
     query; `spec.cache.semantic` adds one query with a branch per counter name. None of these
     grows with the number of policies. `gpu_fallback`: see `gpu_busy_query`. `phase_windows`:
     the windows whose phase query is in the tick (None: all; the others' answers are kept
-    between ticks, `tick.PhaseCache`)."""
+    between ticks, `tick.PhaseCache`). `burst_range_s`: one `burst_query` over that range (the
+    tick interval; None: none, no policy plans spot)."""
     if phase_windows is not None:
         phase_windows = set(phase_windows)
     names = family_names(ENGINE_PROFILES.values())
@@ -283,6 +319,8 @@ def tick_queries(
             queries.append(NamedQuery(Family.PHASE_SECONDS, w, phase_query(w)))
     for bw in sorted(set(baseline_windows)):
         queries.append(NamedQuery(Family.BASELINE, bw, baseline_query(bw)))
+    if burst_range_s is not None:
+        queries.append(NamedQuery(Family.BURST, None, burst_query(burst_range_s)))
     return queries
 
 

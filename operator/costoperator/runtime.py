@@ -508,6 +508,7 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         scale_down_stabilization_s=spot.scale_down_stabilization_seconds,
         cold_start_s=spot.cold_start_seconds,
         interruptions_per_replica_hour=spot.interruptions_per_replica_hour,
+        burst_queue_s=spot.burst_queue_seconds,
         traits=WorkloadTraits(
             slo_bound=bool(spot.slo_bound),
             multi_turn_state=bool(spot.multi_turn_state),

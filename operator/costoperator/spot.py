@@ -6,10 +6,12 @@ on-demand base, and one replica's capacity comes from the throughput model at th
 request shape (or, without a model, from measured tokens/s over the measured GPU busy
 fraction). A replica's cold start is the policy's `coldStartSeconds`, else what its pods show
 (creation to Ready, `measured_cold_start`), else the planner's default; the policy's
-interruption rate and spot-hostile traits go in as they are. `costengine.spotplan.plan_spot`
-does the planning; this module only gathers its inputs and attaches the result to the spot
-workload's figures, where the exporter publishes `llmcost_spot_recommended_replicas` and
-`llmcost_spot_projected_savings_usd_per_hour`.
+interruption rate and spot-hostile traits go in as they are. The burst term reads the
+queue-aware burst signal (`costengine.spotplan.serviceable_rate` of the tick's peak 30, 60 and
+120 s token rates, `queries.burst_query`, within `burstQueueSeconds`) while every spot replica
+serves, else the rate. `costengine.spotplan.plan_spot` does the planning; this module only
+gathers its inputs and attaches the result to the spot workload's figures, where the exporter
+publishes `llmcost_spot_recommended_replicas` and `llmcost_spot_projected_savings_usd_per_hour`.
 
 Nothing here writes to a workload: Recommend mode only publishes (RELIABILITY 10). Missing or
 stale inputs produce no recommendation (RELIABILITY 1: no data is never a reason to scale).
@@ -24,9 +26,10 @@ from dataclasses import replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import DEFAULT_COLD_START_S, SpotPlan, plan_spot
+from costengine.spotplan import DEFAULT_COLD_START_S, SpotPlan, plan_spot, serviceable_rate
 from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
+from costoperator.queries import BURST_STEP_S
 
 #: Demand history kept per policy: the planner's base quantile looks at this much.
 HISTORY_S = 3600.0
@@ -35,17 +38,28 @@ MIN_BUSY_FOR_CAPACITY = 0.05
 
 
 class DemandHistory:
-    """Per policy, the total tokens/s of recent ticks (oldest first), an hour at most."""
+    """Per policy, the total tokens/s of recent ticks (oldest first), an hour at most, and the
+    queue-aware burst signal of the same ticks (`burst_values`)."""
 
     def __init__(self, keep_s: float = HISTORY_S) -> None:
         self.keep_s = keep_s
         self._samples: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._bursts: dict[tuple[str, str], deque[tuple[float, float]]] = {}
 
-    def add(self, key: tuple[str, str], now: float, tokens_per_second: float) -> None:
-        samples = self._samples.setdefault(key, deque())
-        samples.append((now, tokens_per_second))
-        while samples and samples[0][0] < now - self.keep_s:
-            samples.popleft()
+    def add(
+        self,
+        key: tuple[str, str],
+        now: float,
+        tokens_per_second: float,
+        burst_tokens_per_second: float | None = None,
+    ) -> None:
+        """One tick's sample; the burst signal is the rate when the tick had none."""
+        burst = tokens_per_second if burst_tokens_per_second is None else burst_tokens_per_second
+        for store, value in ((self._samples, tokens_per_second), (self._bursts, burst)):
+            samples = store.setdefault(key, deque())
+            samples.append((now, value))
+            while samples and samples[0][0] < now - self.keep_s:
+                samples.popleft()
 
     def seed(self, key: tuple[str, str], samples: Iterable[tuple[float, float]]) -> bool:
         """Start a policy's history from earlier samples (after a restart, from Prometheus);
@@ -53,11 +67,16 @@ class DemandHistory:
         if self._samples.get(key):
             return False
         self._samples[key] = deque(sorted(samples))
+        self._bursts[key] = deque(self._samples[key])  # the rate: no burst signal is exported
         return True
 
     def values(self, key: tuple[str, str], before: float | None = None) -> list[float]:
         """The samples (oldest first), those taken before `before` when it is given."""
         return [v for t, v in self._samples.get(key, ()) if before is None or t < before]
+
+    def burst_values(self, key: tuple[str, str], before: float | None = None) -> list[float]:
+        """The burst signal's samples (oldest first), those taken before `before` when given."""
+        return [v for t, v in self._bursts.get(key, ()) if before is None or t < before]
 
     def count(self, key: tuple[str, str], since: float, before: float | None = None) -> int:
         """How many samples are at or after `since` (and before `before` when it is given)."""
@@ -70,9 +89,10 @@ class DemandHistory:
     def forget_except(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop the history of deleted policies (memory stays bounded by live policies)."""
         live = set(keys)
-        for key in list(self._samples):
-            if key not in live:
-                del self._samples[key]
+        for store in (self._samples, self._bursts):
+            for key in list(store):
+                if key not in live:
+                    del store[key]
 
 
 def demand_history_query(policy_names: Iterable[str]) -> str:
@@ -104,6 +124,24 @@ def seed_demand_history(
         if key in wanted and history.seed(key, points):
             seeded.append(key)
     return seeded
+
+
+def policy_burst_peaks(figures: Iterable[WorkloadFigures]) -> dict[float, float] | None:
+    """Per window, the policy's peak tokens/s: the sum of its workloads' `burst_peaks` over
+    the windows all of them (with live pods) have. None when one has no complete signal, no
+    window is common, or no workload has live pods."""
+    rows = []
+    for f in figures:
+        if f.burst_peaks is None:
+            return None
+        if f.burst_peaks:
+            rows.append(f.burst_peaks)
+    if not rows:
+        return None
+    common = set.intersection(*(set(row) for row in rows))
+    if not common:
+        return None
+    return {window: sum(row[window] for row in rows) for window in sorted(common)}
 
 
 def replica_capacity(f: WorkloadFigures) -> float | None:
@@ -154,7 +192,9 @@ def plan_for_policy(
         return None, "inputs are missing or stale: no recommendation (holding)"
     demand = sum(f.total_tokens_per_second or 0.0 for f in everything)
     key = (policy.namespace, policy.name)
-    history.add(key, now, demand)
+    peaks = policy_burst_peaks(everything)
+    burst = serviceable_rate(peaks, spot.queue_s, BURST_STEP_S) if peaks else None
+    history.add(key, now, demand, burst)
     capacities = [c for f in base for c in [replica_capacity(f)] if c]
     if not capacities:
         return None, "no replica capacity: set spec.model, or wait for GPU utilization data"
@@ -183,6 +223,10 @@ def plan_for_policy(
     lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s), before=now)
     level = history.count(key, since=now - spot.scale_down_window_s, before=now)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
+    # Bursts may queue within `burstQueueSeconds` only while every spot replica serves: while
+    # some start (a preemption's replacement, a scale-up) the queue is theirs to carry, as in
+    # the backtest's planner.
+    queue = burst is not None and figures[name].starting_replicas == 0
     try:
         plan = plan_spot(
             history.values(key, before=now),
@@ -193,6 +237,8 @@ def plan_for_policy(
             spot.traits,
             recent_peak_horizon=lead,
             level_horizon=level,
+            burst_history=history.burst_values(key, before=now) if queue else None,
+            current_burst=burst if queue else None,
         )
     except CostEngineError as exc:
         return None, f"planner: {exc}"

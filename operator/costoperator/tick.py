@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from costengine.pricing import PriceSheet
+from costoperator.cluster import PodInfo
 from costoperator.crds import duration_seconds
 from costoperator.exporter import SnapshotKey
 from costoperator.figures import (
@@ -34,6 +35,7 @@ from costoperator.figures import (
 )
 from costoperator.promclient import PromClient, PromError, QueryResult
 from costoperator.queries import (
+    BURST_WINDOW_LABEL,
     CUSTOM_ENGINE,
     DCGM_SOURCE_LABEL,
     SEMANTIC_METRIC_LABEL,
@@ -52,6 +54,9 @@ from costoperator.spot import (
 from costoperator.state import ClusterState
 
 log = logging.getLogger(__name__)
+
+#: The operator's tick interval when the caller does not say (`OperatorConfig`'s default).
+DEFAULT_TICK_INTERVAL_S = 30.0
 
 _RATE_FIELDS = {
     Family.INPUT_TOKENS: "input_tokens_per_second",
@@ -150,6 +155,47 @@ def rates_by_window(results: Mapping[NamedQuery, QueryResult]) -> dict[str, dict
     for q, result in results.items():
         fold.add(q, result)
     return fold.rates()
+
+
+def burst_rows(result: QueryResult) -> dict[PodKey, dict[float, float]]:
+    """Per pod, window (s) → peak tokens/s, from the `burst_query` answer."""
+    out: dict[PodKey, dict[float, float]] = {}
+    for labels, value in result.samples:
+        ns, pod, window = labels.get("namespace"), labels.get("pod"), labels.get(BURST_WINDOW_LABEL)
+        if not ns or not pod or not window or not math.isfinite(value) or value < 0:
+            continue
+        try:
+            seconds = float(window)
+        except ValueError:
+            continue
+        if seconds > 0:
+            out.setdefault((ns, pod), {})[seconds] = value
+    return out
+
+
+def workload_burst_peaks(
+    live: Iterable[PodInfo],
+    census: Mapping[PodKey, PodRates],
+    bursts: Mapping[PodKey, Mapping[float, float]] | None,
+) -> dict[float, float] | None:
+    """`WorkloadFigures.burst_peaks`: per window, the sum of the peaks of the workload's live
+    pods that the census counts (the pods its token rates come from), over the windows every
+    one of them answered. {} without such pods; None without burst rows (`bursts` None: the
+    query failed or was partial) or when one of the pods has none or no window is common to
+    all: a peak summed over some pods only would understate the burst."""
+    pods = [(p.namespace, p.name) for p in live if (p.namespace, p.name) in census]
+    if not pods:
+        return {}
+    if bursts is None:
+        return None
+    rows = [bursts.get(key) for key in pods]
+    present = [row for row in rows if row]
+    if len(present) < len(rows):
+        return None
+    common = set.intersection(*(set(row) for row in present))
+    if not common:
+        return None
+    return {window: sum(row[window] for row in present) for window in sorted(common)}
 
 
 def semantic_rows(
@@ -582,9 +628,12 @@ def run_tick(
     baselines: BaselineCache | None = None,
     gpu_source: GpuSource | None = None,
     phases: PhaseCache | None = None,
+    interval_s: float = DEFAULT_TICK_INTERVAL_S,
 ) -> TickReport:
     """One tick. With `demand` (kept across ticks by the caller), policies with spot planning
-    get their recommendation on their spot workload's figures. With `baselines` and `phases`
+    get their recommendation on their spot workload's figures, and the tick asks for the
+    burst signal over its `interval_s` (`queries.burst_query`; a failure of that query leaves
+    the planner on the rate and the figures fresh). With `baselines` and `phases`
     (kept across ticks by the caller), drift baselines and vLLM's phase times are refreshed in
     the background instead of queried in every tick. With `gpu_source` (kept likewise), the
     GPU-busy query leaves out the fallback family while no pod needs it."""
@@ -599,6 +648,7 @@ def run_tick(
             baselines or BaselineCache(),
             gpu_source or GpuSource(),
             phases or PhaseCache(),
+            interval_s,
         )
         if demand is not None:
             report.figures = with_recommendations(
@@ -617,6 +667,7 @@ def _run_tick(
     baseline_cache: BaselineCache,
     gpu_source: GpuSource,
     phase_cache: PhaseCache,
+    interval_s: float = DEFAULT_TICK_INTERVAL_S,
 ) -> TickReport:
     started = time.perf_counter()
     now = time.time() if now is None else now
@@ -635,6 +686,7 @@ def _run_tick(
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
         gpu_fallback=gpu_fallback,
+        burst_range_s=interval_s if any(p.spot is not None for p in policies) else None,
     )
     fold = RateFold()
     for w, kept in kept_phases.items():  # a window no policy uses is never read from the fold
@@ -656,6 +708,15 @@ def _run_tick(
     # Every query at the tick's own time: the figures are of one instant (a scrape landing
     # while the queries are in flight is in none or all of them), and that instant is `now`.
     results, outcomes, errors = run_queries(client, queries, fold.add, capacities, at=now)
+    # The burst signal is the planner's refinement, not a figure: without it (an error, a
+    # partial answer) the planner reads the rate and the figures are as fresh as the rest.
+    burst_asked = next((q for q in queries if q.family is Family.BURST), None)
+    burst_answer = results.pop(burst_asked, None) if burst_asked is not None else None
+    bursts = burst_rows(burst_answer) if burst_answer and not burst_answer.partial else None
+    for e in errors:
+        if e.startswith(f"{Family.BURST.value}: "):
+            log.warning("the burst query failed; the spot planner reads the rate: %s", e)
+    errors = [e for e in errors if not e.startswith(f"{Family.BURST.value}: ")]
     partial = any(r.partial for r in results.values())
     for cache in (baseline_cache, phase_cache):
         cache.store_asked(results, now)
@@ -682,6 +743,9 @@ def _run_tick(
                 else None
             )
             current = priced_figures(policy, name, capacity, window_rates, baseline, now)
+            if policy.spot is not None:
+                peaks = workload_burst_peaks(capacity.live, window_rates, bursts)
+                current = replace(current, burst_peaks=peaks)
             if (
                 policy.baseline_window
                 and baseline is None

@@ -14,14 +14,23 @@ from prometheus_client.parser import text_string_to_metric_families
 from costengine.pricing import CapacityType, seed_price_sheet
 from costoperator import tick as tick_module
 from costoperator.cluster import (
+    PodInfo,
     capacity_type_of,
     gpu_from_product,
     gpus_requested,
+    is_ready,
     ready_after_s,
     selector_matches,
 )
 from costoperator.exporter import Snapshot, build_registry
-from costoperator.figures import ApiPrice, PodRates, PolicyView, carry_forward, workload_figures
+from costoperator.figures import (
+    ApiPrice,
+    PodRates,
+    PolicyView,
+    SpotView,
+    carry_forward,
+    workload_figures,
+)
 from costoperator.promclient import PromUnavailableError, QueryResult, Sample, parse_vector
 from costoperator.queries import (
     Family,
@@ -31,7 +40,14 @@ from costoperator.queries import (
     tick_queries,
 )
 from costoperator.state import ClusterState
-from costoperator.tick import RateFold, rates_by_window, run_queries, run_tick
+from costoperator.tick import (
+    RateFold,
+    burst_rows,
+    rates_by_window,
+    run_queries,
+    run_tick,
+    workload_burst_peaks,
+)
 
 PRICES = seed_price_sheet()
 
@@ -232,6 +248,96 @@ def test_a_workloads_cold_start_is_the_median_of_its_pods(cluster: ClusterState)
     assert f.measured_cold_start_s is None
 
 
+def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> None:
+    """Not Ready (the fixture's pods have no conditions) or not scheduled: starting."""
+    ready = started(pod("inference", "a", "llama70b-spot-def", "spot-1", 4), 90.0)
+    assert is_ready(ready)
+    assert not is_ready(pod("inference", "b", "llama70b-spot-def", "spot-1", 4))
+    cluster.upsert_pod(ready)
+    unscheduled = pod("inference", "c", "llama70b-spot-def", "spot-1", 4)
+    del unscheduled["spec"]["nodeName"]
+    unscheduled["status"] = {"phase": "Pending"}
+    cluster.upsert_pod(unscheduled)
+    done = started(pod("inference", "d", "llama70b-spot-def", "spot-1", 4), 90.0)
+    done["status"]["phase"] = "Succeeded"
+    cluster.upsert_pod(done)
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+    f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert f.starting_replicas == 2  # the fixture's pod (no Ready condition) and `c`
+    assert f.replicas == {CapacityType.SPOT: 2}  # scheduled and unfinished: the fixture's and a
+
+
+def test_burst_rows_and_a_workloads_peaks() -> None:
+    def row(pod_name: str, window: str, value: float) -> Sample:
+        return pod_sample(value, pod_name, llmcost_burst_window=window)
+
+    answer = QueryResult(
+        (
+            row("a", "30", 900.0),
+            row("a", "60", 500.0),
+            row("b", "30", 100.0),
+            row("b", "60", 100.0),
+            row("b", "120", 100.0),
+            row("c", "30", float("nan")),  # dropped, as a negative or unlabelled one
+            row("c", "x", 1.0),
+            pod_sample(5.0, "c"),
+        )
+    )
+    bursts = burst_rows(answer)
+    assert bursts == {
+        ("inference", "a"): {30.0: 900.0, 60.0: 500.0},
+        ("inference", "b"): {30.0: 100.0, 60.0: 100.0, 120.0: 100.0},
+    }
+    infos = {n: PodInfo("inference", n, "Deployment", "w", "od-1", 4, {}, "Running") for n in "abc"}
+    census = {("inference", n): PodRates() for n in "ab"}
+    # The census's pods, over the windows both have; `c` is not in the census.
+    assert workload_burst_peaks(infos.values(), census, bursts) == {30.0: 1000.0, 60.0: 600.0}
+    # A census pod without rows: incomplete; no rows at all (the query failed): unknown.
+    census[("inference", "c")] = PodRates()
+    assert workload_burst_peaks(infos.values(), census, bursts) is None
+    assert workload_burst_peaks([infos["a"]], census, None) is None
+    assert workload_burst_peaks([], census, None) == {}  # no pods: nothing to add
+
+
+def test_a_spot_policys_tick_reads_the_burst_signal_and_survives_its_failure(
+    cluster: ClusterState,
+) -> None:
+    spot = SpotView(mode="Recommend", target=("Deployment", "llama70b-spot"))
+    answers = {
+        "llmcost_burst_window": [
+            pod_sample(4000, llmcost_burst_window="30"),
+            pod_sample(2500, llmcost_burst_window="60"),
+        ],
+        '"engine", "vllm"': [pod_sample(500, engine="vllm")],
+        "prompt_tokens_total|": [pod_sample(1000)],
+    }
+    prom = FakeProm(answers)
+    report = run_tick(prom, [policy(spot=spot)], cluster, PRICES, {}, now=10, interval_s=60)  # type: ignore[arg-type]
+    (burst,) = [c for c in prom.calls if "llmcost_burst_window" in c]
+    assert "[60s:15s]" in burst  # over the tick's interval
+    f = report.figures[("inference", "llama70b", "llama70b")]
+    assert f.burst_peaks == {30.0: 4000.0, 60.0: 2500.0}
+    assert not f.stale
+    # Without spot planning the query is not asked.
+    prom = FakeProm(answers)
+    run_tick(prom, [policy()], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    assert not [c for c in prom.calls if "llmcost_burst_window" in c]
+
+    class BurstFails(FakeProm):
+        def query(self, promql: str, at: float | None = None) -> QueryResult:
+            if "llmcost_burst_window" in promql:
+                raise PromUnavailableError("subqueries unsupported")
+            return super().query(promql, at)
+
+    prom = BurstFails(answers)
+    report = run_tick(prom, [policy(spot=spot)], cluster, PRICES, {}, now=10)  # type: ignore[arg-type]
+    f = report.figures[("inference", "llama70b", "llama70b")]
+    assert not f.stale  # the figures stand; the planner reads the rate
+    assert f.burst_peaks is None
+    assert report.outcomes["error"] == 1
+    assert not report.errors
+
+
 # --- Prometheus results --------------------------------------------------------------------
 
 
@@ -289,9 +395,12 @@ def test_query_count_does_not_grow_with_policies() -> None:
     one = tick_queries(windows={"5m"}, baseline_windows={"24h"})
     many = tick_queries(windows={"5m"} | {"5m" for _ in range(1000)}, baseline_windows={"24h"})
     assert len(one) == len(many) <= 10
-    assert {q.family for q in one} == set(Family) - {Family.SEMANTIC}
+    assert {q.family for q in one} == set(Family) - {Family.SEMANTIC, Family.BURST}
     two_windows = tick_queries(windows={"5m", "10m"}, baseline_windows={"24h"})
     assert len(two_windows) == 2 * len(one) - 1  # the baseline is shared
+    # Spot planning adds the one burst query, whatever the windows.
+    spot = tick_queries(windows={"5m", "10m"}, baseline_windows={"24h"}, burst_range_s=30)
+    assert [q.family for q in spot if q not in two_windows] == [Family.BURST]
 
 
 def test_metric_overrides_and_semantic_caches_add_a_bounded_set_of_queries() -> None:

@@ -13,7 +13,13 @@ from costengine.pricing import CapacityType, seed_price_sheet
 from costengine.spotplan import ReplicaEconomics, SpotLimits, WorkloadTraits, plan_spot
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import PolicyView, SpotView, WorkloadFigures
-from costoperator.spot import DemandHistory, plan_for_policy, replica_capacity, with_recommendations
+from costoperator.spot import (
+    DemandHistory,
+    plan_for_policy,
+    policy_burst_peaks,
+    replica_capacity,
+    with_recommendations,
+)
 
 OD, SPOT = CapacityType.ON_DEMAND, CapacityType.SPOT
 PRICES = seed_price_sheet()  # A100-80GB: $2.21 on demand, $0.73 spot
@@ -319,3 +325,101 @@ def test_history_is_bounded_in_time_and_forgets_deleted_policies() -> None:
     history.add(("ns", "b"), 0, 1.0)
     history.forget_except([("ns", "a")])
     assert history.values(("ns", "b")) == []
+
+
+def bursty(
+    tps: float, peaks: dict[float, float] | None, starting: int = 0
+) -> dict[str, WorkloadFigures]:
+    """`fleet(tps)` with the on-demand workload's burst peaks (the spot one runs no pods)."""
+    workloads = fleet(tps)
+    workloads["llama70b"] = replace(workloads["llama70b"], burst_peaks=peaks)
+    workloads["llama70b-spot"] = replace(
+        workloads["llama70b-spot"], burst_peaks={}, starting_replicas=starting
+    )
+    return workloads
+
+
+def test_a_burst_the_rate_window_hides_is_sized_from_its_peak_within_the_queue() -> None:
+    """The 5-minute rate shows 2,000 tokens/s; the tick's peak 30 s rate was 6,000. With the
+    default 30 s queue at 15 s resolution that is 6,000 × 30 ÷ 45 = 4,000 tokens/s, carried at
+    full throughput: 2 replicas of 2,000, none of them spot beside the 2 on demand; with no
+    queue (burstQueueSeconds 0) the peak itself, 6,000: 3 replicas, 1 spot. The rate alone
+    needs ceil(2000 / 1400) = 2."""
+    peaks = {30.0: 6000.0, 60.0: 3500.0, 120.0: 2600.0}
+
+    def spot_now(**spot: object) -> int:
+        history = DemandHistory()
+        plan = None
+        for i in range(10):
+            plan, _ = plan_for_policy(
+                policy(**spot), bursty(2000, peaks if i == 9 else None), PRICES, history, 30 * i
+            )
+        assert plan is not None
+        return plan.spot_replicas
+
+    assert spot_now() == 0
+    assert spot_now(burst_queue_s=0) == 1
+    # 9,000 at the peak: 6,000 with the queue, 3 replicas (1 spot); 9,000 without, 5 (3 spot).
+    peaks = {30.0: 9000.0, 60.0: 5000.0, 120.0: 3000.0}
+    assert spot_now() == 1
+    assert spot_now(burst_queue_s=0) == 3
+
+
+def test_the_burst_signal_is_held_for_the_lead_and_read_only_while_spot_serves() -> None:
+    # No burst margin (quantile 0), so only the held signal carries the burst.
+    history = DemandHistory()
+    peaks = {30.0: 9000.0, 60.0: 5000.0, 120.0: 3000.0}  # 6,000 within the 30 s queue
+    for i in range(8):
+        plan_for_policy(
+            policy(burst_quantile=0.0), bursty(2000, {30.0: 2000.0}), PRICES, history, 30 * i
+        )
+    plan, _ = plan_for_policy(policy(burst_quantile=0.0), bursty(2000, peaks), PRICES, history, 240)
+    assert plan is not None
+    assert plan.spot_replicas == 1
+    # Quiet again: held for the lead (the policy's 300 s rate window, longer than the 120 s
+    # cold start: this tick and the 9 before it) the burst still counts, then the steady
+    # ceil(2000 / 1400) = 2 replicas are the fleet.
+    after = []
+    for i in range(1, 12):
+        plan, _ = plan_for_policy(
+            policy(burst_quantile=0.0), bursty(2000, {30.0: 2000.0}), PRICES, history, 240 + 30 * i
+        )
+        assert plan is not None
+        after.append(plan.needed_replicas)
+    assert after == [3] * 9 + [2, 2]
+    # With the default P90 margin the burst, seen from this level, is kept as a margin.
+    plan, _ = plan_for_policy(policy(), bursty(2000, {30.0: 2000.0}), PRICES, history, 600)
+    assert plan is not None
+    assert plan.needed_replicas == 3
+    # A spot replica starting: the burst term reads the rate (2,000 at full throughput beside
+    # the steady 2,000 at 70%: 2 replicas), not the burst that just came.
+    history = DemandHistory()
+    for i in range(8):
+        plan_for_policy(policy(), bursty(2000, {30.0: 2000.0}), PRICES, history, 30 * i)
+    plan, _ = plan_for_policy(policy(), bursty(2000, peaks, starting=1), PRICES, history, 240)
+    assert plan is not None
+    assert plan.needed_replicas == 2
+    # A workload whose signal is incomplete (None): the rate.
+    history = DemandHistory()
+    plan, _ = plan_for_policy(policy(), bursty(2000, None), PRICES, history, 0)
+    assert plan is not None
+    assert plan.needed_replicas == 2
+    assert history.burst_values(("inference", "llama70b")) == [2000.0]
+
+
+def test_policy_burst_peaks_sum_the_windows_every_workload_has() -> None:
+    a = figures("a", 1, OD, 100)
+    with_peaks = [
+        replace(a, burst_peaks={30.0: 100.0, 60.0: 80.0}),
+        replace(a, burst_peaks={30.0: 50.0, 60.0: 40.0, 120.0: 30.0}),
+        replace(a, burst_peaks={}),  # no live pods: no constraint
+    ]
+    assert policy_burst_peaks(with_peaks) == {30.0: 150.0, 60.0: 120.0}
+    assert policy_burst_peaks([*with_peaks, replace(a, burst_peaks=None)]) is None
+    assert (
+        policy_burst_peaks(
+            [replace(a, burst_peaks={30.0: 1.0}), replace(a, burst_peaks={60.0: 1.0})]
+        )
+        is None
+    )
+    assert policy_burst_peaks([replace(a, burst_peaks={})]) is None
