@@ -1,7 +1,7 @@
 """The operator's tick at 10, 100 and 1,000 InferenceCostPolicies, against a real Prometheus.
 
     .venv/bin/python bench/tick_scale.py [--scales 10,100,1000] [--pods-per-policy 10]
-        [--ticks 10] [--naive-ticks 5] [--naive-sample 100] [--storage block,head]
+        [--ticks 10] [--naive-ticks 5] [--naive-sample 100] [--storage block,head] [--spot]
         > bench/out/tick_scale.json
 
 Per scale, a fresh Prometheus 2.42 holds only that scale's fleet: every pod's vLLM series
@@ -64,7 +64,7 @@ from costoperator import tick as tick_module
 from costoperator.cluster import PodInfo
 from costoperator.crds import duration_seconds
 from costoperator.exporter import SnapshotKey
-from costoperator.figures import PolicyView, WorkloadFigures, carry_forward
+from costoperator.figures import PolicyView, SpotView, WorkloadFigures, carry_forward
 from costoperator.figures import workload_figures as compute_workload_figures
 from costoperator.promclient import PromClient, QueryResult
 from costoperator.promserver import PrometheusServer, backfill_openmetrics, openmetrics_series
@@ -78,6 +78,7 @@ from costoperator.queries import (
     gpu_busy_query,
     tick_queries,
 )
+from costoperator.spot import DemandHistory
 from costoperator.state import ClusterState
 from costoperator.tick import (
     BaselineCache,
@@ -179,8 +180,11 @@ def _ip(index: int, base: int) -> str:
     return f"10.{base}.{index // 256 % 256}.{index % 256}"
 
 
-def build_fleet(policies: int, pods_per_policy: int, prices: PriceSheet) -> Fleet:
-    """A deterministic fleet: 10 policies per namespace, two Deployments per policy."""
+def build_fleet(
+    policies: int, pods_per_policy: int, prices: PriceSheet, spot: bool = False
+) -> Fleet:
+    """A deterministic fleet: 10 policies per namespace, two Deployments per policy; `spot`:
+    each policy plans spot (Recommend) for its second Deployment."""
     views: list[PolicyView] = []
     workloads: list[tuple[str, str, str]] = []
     pods: list[Pod] = []
@@ -199,6 +203,9 @@ def build_fleet(policies: int, pods_per_policy: int, prices: PriceSheet) -> Flee
                 selector={"matchLabels": {"app": app}},
                 baseline_window=BASELINE_WINDOW,
                 model=shape.model,
+                spot=SpotView(mode="Recommend", target=("Deployment", f"{app}-burst"))
+                if spot
+                else None,
             )
         )
         spot_priced = any(
@@ -733,7 +740,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     *_, rss_imports = rss_kib()
     prices = seed_price_sheet()
-    fleet = build_fleet(args.policies, args.pods_per_policy, prices)
+    fleet = build_fleet(args.policies, args.pods_per_policy, prices, args.spot)
     cluster = cluster_state(fleet)
     policies = fleet.policies
     client = FixedTimeClient(args.url, at=float(args.at), read_timeout_s=60.0)
@@ -767,6 +774,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     baseline_cache = BaselineCache() if memory else None
     gpu_source = GpuSource() if memory else None
     phase_cache = PhaseCache() if memory else None
+    demand = DemandHistory() if args.spot else None  # spot planning, and the burst query
 
     def tick() -> tick_module.TickReport:
         return run_tick(
@@ -776,6 +784,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             prices,
             previous,
             now,
+            demand=demand,
             baselines=baseline_cache,
             gpu_source=gpu_source,
             phases=phase_cache,
@@ -970,7 +979,7 @@ def run_scale(args: argparse.Namespace, policies: int, storage: str) -> dict[str
     h ago: persisted blocks) or `head` (the same history pushed by remote write, ending now:
     the in-memory head that the operator's queries at "now" read in production)."""
     prices = seed_price_sheet()
-    fleet = build_fleet(policies, args.pods_per_policy, prices)
+    fleet = build_fleet(policies, args.pods_per_policy, prices, args.spot)
     gpus = sum(len(p.gpu_indices) for p in fleet.pods)
     log(
         f"{policies} policies ({storage}): {len(fleet.pods)} pods, {gpus} GPUs, "
@@ -1021,6 +1030,7 @@ def run_scale(args: argparse.Namespace, policies: int, storage: str) -> dict[str
             profile = args.profile or policies == max(args.scales)
             flags = ["--profile"] if profile else []
             flags += ["--no-tick-memory"] if args.no_tick_memory else []
+            flags += ["--spot"] if args.spot else []
             # Through a shell that forks: ru_maxrss survives execve, so a child exec'd straight
             # from this process would report this process's peak (the OpenMetrics text) as its own.
             child = subprocess.run(
@@ -1130,6 +1140,12 @@ def main() -> int:
         help="keep no BaselineCache, PhaseCache or GpuSource between ticks: every tick asks for "
         "the drift baseline, vLLM's phase times and the GPU-busy fallback (the tick before "
         "they were kept)",
+    )
+    parser.add_argument(
+        "--spot",
+        action="store_true",
+        help="every policy plans spot (Recommend) for its second Deployment: the tick runs the "
+        "planner and asks for the burst signal (one query more)",
     )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -131,6 +131,8 @@ CUSTOM_ENGINE = "custom"
 SEMANTIC_METRIC_LABEL = "llmcost_metric"
 #: The label that names a burst row's window, in seconds (`burst_query`).
 BURST_WINDOW_LABEL = "llmcost_burst_window"
+#: The label that keeps a pod's output-token series apart from its input ones in `burst_query`.
+BURST_FAMILY_LABEL = "llmcost_family"
 #: The burst query's subquery step: the resolution of the queue-aware burst signal (the
 #: usual scrape interval; a shorter step only re-reads the same samples).
 BURST_STEP_S = 15.0
@@ -248,25 +250,33 @@ def _semantic(counters: Iterable[SemanticCounters], window: str) -> str | None:
     return " or ".join(branches) if branches else None
 
 
-def burst_query(range_s: float) -> str:
+def burst_query(range_s: float, namespaces: Iterable[str] | None = None) -> str:
     """Per pod and window of `BURST_WINDOWS_S`: the highest total (input + output) tokens/s
     of any such window ending in the last `range_s` (at least one `BURST_STEP_S`), a subquery
     at `BURST_STEP_S`; rows labelled `llmcost_burst_window` with the window's seconds. The
     input of the planner's queue-aware burst signal (`costengine.spotplan.serviceable_rate`):
     the policy's rate window shows a burst shorter than itself at a fraction of its height.
     Engine counters only: a pod whose tokens come from `spec.metrics` counters has no row,
-    and its policy's planner reads the rate instead."""
+    and its policy's planner reads the rate instead. `namespaces`: only pods there (the
+    namespaces of the policies that plan spot; the query reads every token series it selects
+    at three windows, the costliest of a tick at scale, BENCHMARKS.md); None: all."""
     names = family_names(ENGINE_PROFILES.values())
     families = (names[Family.INPUT_TOKENS], names[Family.OUTPUT_TOKENS])
+    # Namespaces are DNS labels ([a-z0-9-]): nothing to escape in the regex.
+    where = f', namespace=~"{"|".join(sorted(set(namespaces)))}"' if namespaces is not None else ""
     span = f"{max(BURST_STEP_S, round(range_s)):g}s"
     step = f"{BURST_STEP_S:g}s"
     branches = []
     for window in BURST_WINDOWS_S:
-        # Per family, then added: one `rate` over both would hold two series per pod that
-        # differ only in the name it drops, which Prometheus refuses. A pod with one family
-        # only (no generation counter yet) keeps that one (`or`).
-        inp, out = (_rate_sum(members, f"{window:g}s") for members in families)
-        total = f"(({inp} + {out}) or {inp} or {out})"
+        # One `rate` over both families would hold two series per pod that differ only in
+        # the name it drops, which Prometheus refuses: the output series get a label of their
+        # own first, so the union (`or`) keeps both and each rate is evaluated once.
+        inp, out = (
+            f'rate({{__name__=~"{_names_regex(members)}"{where}}}[{window:g}s])'
+            for members in families
+        )
+        tagged = f'label_replace({out}, "{BURST_FAMILY_LABEL}", "output", "", "")'
+        total = f"(sum by (namespace, pod) ({inp} or {tagged}))"
         branches.append(
             f"label_replace(max_over_time({total}[{span}:{step}]), "
             f'"{BURST_WINDOW_LABEL}", "{window:g}", "", "")'
@@ -282,6 +292,7 @@ def tick_queries(
     gpu_fallback: bool = True,
     phase_windows: Iterable[str] | None = None,
     burst_range_s: float | None = None,
+    burst_namespaces: Iterable[str] | None = None,
 ) -> list[NamedQuery]:
     """Every query of one tick: per distinct rate window, one per family; one drift baseline
     per distinct baseline window. Policies' `spec.metrics` add at most one query per
@@ -320,7 +331,8 @@ def tick_queries(
     for bw in sorted(set(baseline_windows)):
         queries.append(NamedQuery(Family.BASELINE, bw, baseline_query(bw)))
     if burst_range_s is not None:
-        queries.append(NamedQuery(Family.BURST, None, burst_query(burst_range_s)))
+        burst = burst_query(burst_range_s, burst_namespaces)
+        queries.append(NamedQuery(Family.BURST, None, burst))
     return queries
 
 

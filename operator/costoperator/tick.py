@@ -677,6 +677,7 @@ def _run_tick(
     baseline_cache.retain(baseline_windows)
     phase_cache.retain(windows)
     gpu_fallback = gpu_source.with_fallback(now)
+    planning = any(p.spot is not None for p in policies)
     kept_phases = phase_cache.answers(now)
     phase_windows = windows - kept_phases.keys()
     queries = tick_queries(
@@ -686,7 +687,8 @@ def _run_tick(
         overrides={p.metrics for p in policies if p.metrics},
         semantic={p.semantic for p in policies if p.semantic},
         gpu_fallback=gpu_fallback,
-        burst_range_s=interval_s if any(p.spot is not None for p in policies) else None,
+        burst_range_s=interval_s if planning else None,
+        burst_namespaces={p.namespace for p in policies if p.spot is not None},
     )
     fold = RateFold()
     for w, kept in kept_phases.items():  # a window no policy uses is never read from the fold

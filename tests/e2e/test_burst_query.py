@@ -110,3 +110,13 @@ def test_over_the_last_tick_only_the_windows_still_holding_the_burst_show_it(
     # tokens in 30 s, + 10 generated. Consecutive ticks overlap by a sample, never miss one.
     rows = burst_rows(client.query(burst_query(30), at=end))
     assert rows[(NS, "a")][30.0] == pytest.approx(560)
+
+
+def test_only_the_namespaces_asked_for_answer(prom: tuple[PromClient, float]) -> None:
+    client, end = prom
+    assert set(burst_rows(client.query(burst_query(120, [NS, "other"]), at=end))) == {
+        (NS, "a"),
+        (NS, "b"),
+        (NS, "c"),
+    }
+    assert burst_rows(client.query(burst_query(120, ["other"]), at=end)) == {}
