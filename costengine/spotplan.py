@@ -285,6 +285,21 @@ def spot_fraction_bound(max_spot_fraction: float, on_demand_replicas: int) -> in
     return math.floor(bound + _EPS)
 
 
+def notice_replacements(planned: int, noticed: int, limits: SpotLimits) -> int:
+    """Spot replicas to ask for now beside a plan of `planned`, for `noticed` of the running
+    ones under a preemption notice: each one the plan keeps gets a replacement that starts
+    now, a cold start ahead of the preemption instead of after it. At most `planned` (a
+    replica the plan lets go needs none) and at most what `max_replicas` and the global cap
+    leave above `planned`. The spot fraction does not bound them: the noticed replicas are
+    leaving, and the plan's fraction holds for the ones that stay."""
+    require_non_negative("planned", planned)
+    require_non_negative("noticed", noticed)
+    ceiling = limits.max_replicas
+    if limits.global_cap is not None:
+        ceiling = min(ceiling, limits.global_cap)
+    return max(0, min(noticed, planned, ceiling - planned))
+
+
 def burst_margin(
     history: Sequence[float], current: float, lead: int | None, quantile: float
 ) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,20 @@ _CAPACITY_LABELS: tuple[tuple[str, Mapping[str, CapacityType]], ...] = (
     ),
 )
 
+# Taints that give notice of a node's end: the market (or the provisioner) takes it back soon
+# and its pods go with it. They serve until then; a replacement asked for now starts a cold
+# start ahead of the preemption (`spot.plan_for_policy`).
+#   AWS Node Termination Handler: aws-node-termination-handler/spot-itn (spot interruption)
+#   GKE (spot and preemptible VMs): cloud.google.com/impending-node-termination
+#   Karpenter v1: karpenter.sh/disrupted (interruption, drift, consolidation: draining next)
+#   Karpenter before v1: karpenter.sh/disruption
+DEFAULT_NOTICE_TAINTS: tuple[str, ...] = (
+    "aws-node-termination-handler/spot-itn",
+    "cloud.google.com/impending-node-termination",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+)
+
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
@@ -56,6 +70,9 @@ class NodeInfo:
     gpu_product: str | None
     """The raw product label, for messages."""
     capacity_type: CapacityType
+    notice: str | None = None
+    """The notice taint it carries (`DEFAULT_NOTICE_TAINTS` or the operator's own list), if
+    any: the node goes soon, and its pods with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +134,21 @@ def gpu_from_product(product: str | None) -> str | None:
     return None
 
 
-def node_info(body: Mapping[str, Any]) -> NodeInfo:
+def notice_taint(
+    spec: Mapping[str, Any], notice_taints: Collection[str] = DEFAULT_NOTICE_TAINTS
+) -> str | None:
+    """The first of the node's taints (`spec.taints`) whose key is in `notice_taints`, any
+    effect or value, or None."""
+    for taint in spec.get("taints") or ():
+        key = (taint or {}).get("key")
+        if isinstance(key, str) and key in notice_taints:
+            return key
+    return None
+
+
+def node_info(
+    body: Mapping[str, Any], notice_taints: Collection[str] = DEFAULT_NOTICE_TAINTS
+) -> NodeInfo:
     meta = body.get("metadata", {})
     labels: Mapping[str, str] = meta.get("labels") or {}
     product = labels.get(GPU_PRODUCT_LABEL)
@@ -126,6 +157,7 @@ def node_info(body: Mapping[str, Any]) -> NodeInfo:
         gpu=gpu_from_product(product),
         gpu_product=product,
         capacity_type=capacity_type_of(labels),
+        notice=notice_taint(body.get("spec") or {}, notice_taints),
     )
 
 

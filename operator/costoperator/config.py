@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from costoperator.cluster import DEFAULT_NOTICE_TAINTS
 from costoperator.promclient import PromAuth
 
 
@@ -37,6 +38,9 @@ class OperatorConfig:
     spot_global_cap: int | None = None
     """Most spot replicas the planner recommends for any one workload (None: the policy's own
     maxReplicas, or the planner's default of 8 when a policy sets none)."""
+    notice_taints: tuple[str, ...] = DEFAULT_NOTICE_TAINTS
+    """Node taint keys that give notice of a node's end (a spot interruption, a provisioner's
+    drain): spot pods there get replacements in the recommendation (`spot.py`)."""
     leader_election: bool = True
     """Act (scale, write status and events) only while holding the Lease below."""
     lease_name: str = "llm-cost-operator"

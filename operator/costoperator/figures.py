@@ -244,6 +244,8 @@ class WorkloadFigures:
     """Median seconds from creation to Ready of the workload's live pods (`WorkloadCapacity`)."""
     starting_replicas: int = 0
     """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
+    noticed_replicas: int = 0
+    """Its pods on nodes under a notice taint (`WorkloadCapacity.noticed`)."""
     burst_peaks: Mapping[float, float] | None = None
     """Per window (s), the peak total tokens/s of its live pods over the tick's interval
     (`tick.workload_burst_peaks`: the windows every such pod answered); {} for a workload
@@ -285,6 +287,9 @@ class WorkloadCapacity:
     starting: int = 0
     """Pods of the workload that do not serve yet: unscheduled (waiting for a node) or not
     Ready."""
+    noticed: int = 0
+    """Its live pods on nodes under a notice taint (`cluster.NodeInfo.notice`): they serve
+    until the node goes, soon."""
 
 
 def workload_capacity(
@@ -319,6 +324,9 @@ def workload_capacity(
             problems.append(f"pod {pod.name}: no price: {exc}")
     starts = [p.ready_after_s for p in live if p.ready_after_s is not None]
     starting = sum(1 for p in pods if p.phase not in ("Succeeded", "Failed") and not p.ready)
+    noticed = sum(
+        1 for p in live for node in [nodes.get(p.node or "")] if node is not None and node.notice
+    )
     return WorkloadCapacity(
         live,
         dict(hourly),
@@ -328,6 +336,7 @@ def workload_capacity(
         tuple(problems),
         statistics.median(starts) if starts else None,
         starting,
+        noticed,
     )
 
 
@@ -388,6 +397,7 @@ def priced_figures(
         "updated_at": now,
         "measured_cold_start_s": capacity.cold_start_s,
         "starting_replicas": capacity.starting,
+        "noticed_replicas": capacity.noticed,
     }
     total_gpus = sum(gpus.values())
     busy = [

@@ -80,7 +80,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         baselines=BaselineCache(config.baseline_refresh_s),
         phases=PhaseCache(config.phase_refresh_s),
     )
-    memo["cluster"] = ClusterState()
+    memo["cluster"] = ClusterState(config.notice_taints)
     memo["actuator"] = Actuator(global_cap=config.spot_global_cap)
     memo["snapshot"] = snapshot = Snapshot()
     registry, self_metrics = build_registry(snapshot, config.opencost_compat)

@@ -13,6 +13,14 @@ serves, else the rate. `costengine.spotplan.plan_spot` does the planning; this m
 gathers its inputs and attaches the result to the spot workload's figures, where the exporter
 publishes `llmcost_spot_recommended_replicas` and `llmcost_spot_projected_savings_usd_per_hour`.
 
+Preemption notices: spot pods on a node under a notice taint (`cluster.DEFAULT_NOTICE_TAINTS`:
+AWS Node Termination Handler's, GKE's, Karpenter's) still serve, but not for long. Each one
+the plan keeps gets a replacement in the recommendation now
+(`costengine.spotplan.notice_replacements`), so its cold start runs during the notice instead
+of after the preemption, and the burst term reads the rate while any is under notice, as
+while any starts. Once the noticed pods are gone the recommendation falls back and the
+scale-down window holds the extra replicas for its length, as it holds any fall.
+
 Nothing here writes to a workload: Recommend mode only publishes (RELIABILITY 10). Missing or
 stale inputs produce no recommendation (RELIABILITY 1: no data is never a reason to scale).
 """
@@ -26,7 +34,13 @@ from dataclasses import replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
-from costengine.spotplan import DEFAULT_COLD_START_S, SpotPlan, plan_spot, serviceable_rate
+from costengine.spotplan import (
+    DEFAULT_COLD_START_S,
+    SpotPlan,
+    notice_replacements,
+    plan_spot,
+    serviceable_rate,
+)
 from costoperator.exporter import by_policy
 from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.queries import BURST_STEP_S
@@ -223,10 +237,11 @@ def plan_for_policy(
     lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s), before=now)
     level = history.count(key, since=now - spot.scale_down_window_s, before=now)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
-    # Bursts may queue within `burstQueueSeconds` only while every spot replica serves: while
-    # some start (a preemption's replacement, a scale-up) the queue is theirs to carry, as in
-    # the backtest's planner.
-    queue = burst is not None and figures[name].starting_replicas == 0
+    # Bursts may queue within `burstQueueSeconds` only while every spot replica serves and
+    # stays: while some start (a preemption's replacement, a scale-up) or are under a notice,
+    # the queue is theirs to carry, as in the backtest's planner.
+    target = figures[name]
+    queue = burst is not None and target.starting_replicas == 0 and target.noticed_replicas == 0
     try:
         plan = plan_spot(
             history.values(key, before=now),
@@ -243,6 +258,23 @@ def plan_for_policy(
     except CostEngineError as exc:
         return None, f"planner: {exc}"
     return plan, "; ".join(plan.reasons)
+
+
+def notice_note(noticed: int, replacements: int) -> str:
+    """The recommendation's note on spot replicas under a preemption notice."""
+    pods = f"{noticed} spot replica{'s' if noticed != 1 else ''}"
+    asked = (
+        f"{replacements} replacement{'s' if replacements != 1 else ''} asked for now, to start "
+        "before the preemption"
+        if replacements
+        else "none replaced"
+    )
+    short = (
+        " (the plan keeps fewer, or maxReplicas or the global cap leave no more room)"
+        if replacements < noticed
+        else ""
+    )
+    return f"note: {pods} under a preemption notice; {asked}{short}"
 
 
 def with_recommendations(
@@ -277,9 +309,13 @@ def with_recommendations(
                 spot_refusal="",
             )
             continue
+        noticed = out[key].noticed_replicas
+        extra = notice_replacements(plan.spot_replicas, noticed, policy.spot.limits(global_cap))
+        if noticed:
+            why = "; ".join(x for x in (why, notice_note(noticed, extra)) if x)
         out[key] = replace(
             out[key],
-            spot_recommended_replicas=plan.spot_replicas,
+            spot_recommended_replicas=plan.spot_replicas + extra,
             spot_projected_savings_usd_per_hour=plan.savings_usd_per_hour
             if math.isfinite(plan.savings_usd_per_hour)
             else None,

@@ -7,11 +7,12 @@ Handlers call `upsert_*`/`delete_*` with raw object bodies; the tick reads a con
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from costoperator.cluster import (
+    DEFAULT_NOTICE_TAINTS,
     NodeInfo,
     PodInfo,
     node_info,
@@ -34,7 +35,9 @@ class WorkloadInfo:
 
 
 class ClusterState:
-    def __init__(self) -> None:
+    def __init__(self, notice_taints: Collection[str] = DEFAULT_NOTICE_TAINTS) -> None:
+        self._notice_taints = frozenset(notice_taints)
+        """Node taint keys that give notice of a node's end (`cluster.NodeInfo.notice`)."""
         self._lock = threading.Lock()
         self._workloads: dict[tuple[str, str, str], WorkloadInfo] = {}
         self._rs_owners: dict[tuple[str, str], tuple[str, str]] = {}
@@ -116,7 +119,7 @@ class ClusterState:
             self._pods.pop((namespace, name), None)
 
     def upsert_node(self, body: Mapping[str, Any]) -> None:
-        info = node_info(body)
+        info = node_info(body, self._notice_taints)
         with self._lock:
             self._nodes[info.name] = info
 

@@ -72,6 +72,14 @@ def test_estimate_reproduces_the_seed_headline_through_the_console_script() -> N
             "price sheet",
         ),
         (["estimate", "--bogus"], "--bogus"),
+        (
+            ["run", "--prometheus-url", "http://p:9090", "-A", "--notice-taint", "not a taint!"],
+            "--notice-taint 'not a taint!' is not a taint key",
+        ),
+        (
+            ["run", "--prometheus-url", "http://p:9090", "-A", "--spot-global-cap", "-1"],
+            "--spot-global-cap",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_traceback(args: list[str], needle: str) -> None:

@@ -86,6 +86,9 @@ def test_rendered_manifests_are_valid_kubernetes(values: dict[str, Any] | None) 
         ({"prometheusRule": {"alerts": {"drift": {"thresholdRatio": 0.9}}}}, "thresholdRatio"),
         ({"prometheusRule": {"alerts": {"dataStale": {"for": "ten minutes"}}}}, "for"),
         ({"operator": {"watchNamespaces": ["Inference"]}}, "watchNamespaces"),
+        ({"operator": {"spotGlobalCap": -1}}, "spotGlobalCap"),
+        ({"operator": {"noticeTaints": ["not a taint!"]}}, "noticeTaints"),
+        ({"operator": {"noticeTaints": "karpenter.sh/disrupted"}}, "noticeTaints"),
     ],
 )
 def test_values_schema_rejects_bad_values(values: dict[str, Any], problem: str) -> None:
@@ -377,6 +380,29 @@ def test_deployment_args_are_accepted_by_llmcost_run(
     else:
         assert kw["clusterwide"] is True
         assert kw["standalone"] is True
+
+
+def test_spot_cap_and_notice_taints_reach_the_operator(tmp_path: Path) -> None:
+    """`operator.spotGlobalCap` and `operator.noticeTaints` become `llmcost run` flags that
+    the real command accepts; by default neither is passed (the defaults are the command's)."""
+    from costoperator.cluster import DEFAULT_NOTICE_TAINTS
+
+    default = _run_args(None, tmp_path)["memo"]["config"]
+    assert default.spot_global_cap is None
+    assert default.notice_taints == DEFAULT_NOTICE_TAINTS
+    values = {"operator": {"spotGlobalCap": 6, "noticeTaints": ["example.com/spot-reclaim"]}}
+    args = pod_spec(render(values))["containers"][0]["args"]
+    assert "--spot-global-cap=6" in args
+    assert "--notice-taint=example.com/spot-reclaim" in args
+    config = _run_args(values, tmp_path)["memo"]["config"]
+    assert config.spot_global_cap == 6
+    assert config.notice_taints == (*DEFAULT_NOTICE_TAINTS, "example.com/spot-reclaim")
+    only = {
+        "operator": {"noticeTaints": ["example.com/spot-reclaim"], "defaultNoticeTaints": False}
+    }
+    assert _run_args(only, tmp_path)["memo"]["config"].notice_taints == (
+        "example.com/spot-reclaim",
+    )
 
 
 # --- Service, ServiceMonitor, PrometheusRule, dashboard ----------------------------------------

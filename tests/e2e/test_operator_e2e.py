@@ -356,7 +356,8 @@ def test_deleted_policy_series_vanish(stack: Stack) -> None:
 def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
     """The 70B policy switched to `Auto` with minReplicas 2: the spot Deployment (1 replica) is
     scaled through its `scale` subresource at once (clamping is immediate), with an event and
-    a scale-action count; a pause annotation stops further scaling; an HPA on the workload is a
+    a scale-action count; a preemption notice on the spot pod's node adds a replacement; a
+    pause annotation stops further scaling; an HPA on the workload is a
     Conflict and the operator keeps its hands off. Last in the module: it changes the stack."""
 
     def replicas() -> int | None:
@@ -376,14 +377,41 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
             and (e.get("involvedObject") or {}).get("name") == "llama70b"
         ]
 
+    def spot_note() -> str:
+        body = stack.cluster.get("icp", "llama70b", namespace="inference") or {}
+        return str((body.get("status") or {}).get("spotNote") or "")
+
     assert replicas() == 1
-    auto(minReplicas=2)
+    auto(minReplicas=2, scaleUpStabilizationSeconds=0)
     assert wait_for(lambda: replicas() == 2, 30)
     assert wait_for(lambda: scale_events(), 15)
     assert "llama70b-spot: 1 → 2 replicas" in scale_events()[0]["message"]
     ups = stack.operator_value("llmcost_scale_actions_total", direction="up", mode="auto")
     assert ups is not None
     assert ups >= 1
+
+    # A spot interruption notice on the node of the spot pod (AWS Node Termination Handler's
+    # taint): the plan keeps that replica, so a replacement is asked for now and starts during
+    # the notice; the policy's note says why. Withdrawn, the note goes; the scale-down window
+    # holds the replica (its fall is a fall like any other).
+    (spot_pod,) = [
+        p
+        for p in stack.cluster.list("pods", namespace="inference")
+        if p["metadata"]["name"].startswith("llama70b-spot-")
+    ]
+    node = spot_pod["spec"]["nodeName"]
+    planned = replicas()
+    assert planned is not None
+    itn = {"key": "aws-node-termination-handler/spot-itn", "value": "1", "effect": "NoSchedule"}
+    stack.cluster.patch("nodes", node, {"spec": {"taints": [itn]}})
+    assert wait_for(lambda: "1 spot replica under a preemption notice" in spot_note(), 30)
+    assert "1 replacement asked for now" in spot_note()
+    assert wait_for(lambda: (replicas() or 0) >= planned + 1, 30)
+    stack.cluster.patch("nodes", node, {"spec": {"taints": None}})
+    assert wait_for(lambda: "preemption notice" not in spot_note(), 30)
+    held = replicas()
+    assert held is not None
+    assert held >= planned + 1
 
     stack.cluster.patch(
         "icp",
@@ -392,9 +420,9 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
         namespace="inference",
     )
     time.sleep(2)  # the pause lands before the next tick (5 s interval)
-    auto(minReplicas=3)
+    auto(minReplicas=held + 1)
     time.sleep(12)  # two ticks
-    assert replicas() == 2
+    assert replicas() == held
     assert figure(stack, "llmcost_data_stale", "llama70b") == 0  # cost export goes on
 
     stack.cluster.create(
@@ -429,7 +457,7 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
         )
 
     assert wait_for(conflict, 30)
-    assert replicas() == 2  # minReplicas 3 is not applied while the HPA drives the workload
+    assert replicas() == held  # the new minReplicas is not applied while the HPA drives it
     assert stack.operator_alive()
 
 

@@ -19,6 +19,7 @@ from costoperator.cluster import (
     gpu_from_product,
     gpus_requested,
     is_ready,
+    node_info,
     ready_after_s,
     selector_matches,
 )
@@ -265,6 +266,62 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
     f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
     assert f.starting_replicas == 2  # the fixture's pod (no Ready condition) and `c`
     assert f.replicas == {CapacityType.SPOT: 2}  # scheduled and unfinished: the fixture's and a
+
+
+@pytest.mark.parametrize(
+    ("taints", "expected"),
+    [
+        ([{"key": "aws-node-termination-handler/spot-itn", "effect": "NoSchedule"}],
+         "aws-node-termination-handler/spot-itn"),
+        ([{"key": "cloud.google.com/impending-node-termination", "effect": "NoSchedule"}],
+         "cloud.google.com/impending-node-termination"),
+        ([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+          {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}], "karpenter.sh/disrupted"),
+        ([{"key": "karpenter.sh/disruption", "value": "disrupting", "effect": "NoSchedule"}],
+         "karpenter.sh/disruption"),
+        # a cordon alone is not a notice: an admin's cordon may last for days
+        ([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}], None),
+        ([{"effect": "NoSchedule"}, None, {"key": 7}], None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_a_node_under_a_notice_taint_is_noticed(
+    taints: list[Any] | None, expected: str | None
+) -> None:
+    body = node("spot-1", "NVIDIA-A100-SXM4-80GB", "spot")
+    body["spec"] = {"taints": taints}
+    assert node_info(body).notice == expected
+    # the operator's own list replaces the defaults (`llmcost run --notice-taint`)
+    assert node_info(body, ("example.com/going",)).notice is None
+    body["spec"] = {"taints": [{"key": "example.com/going", "effect": "NoExecute"}]}
+    assert node_info(body, ("example.com/going",)).notice == "example.com/going"
+    assert node_info(body).notice is None
+
+
+def test_pods_on_a_noticed_node_count_as_noticed(cluster: ClusterState) -> None:
+    """Live pods on a node that carries a notice taint; the count follows the node's taints
+    as its watch events come (a notice withdrawn, Karpenter un-tainting a node, clears it)."""
+    cluster.upsert_pod(started(pod("inference", "b", "llama70b-spot-def", "spot-2", 4), 90.0))
+    cluster.upsert_node(node("spot-2", "NVIDIA-A100-SXM4-80GB", "spot"))
+
+    def noticed() -> tuple[int, int]:
+        pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+        f = workload_figures(
+            policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0
+        )
+        return f.noticed_replicas, f.replicas[CapacityType.SPOT]
+
+    assert noticed() == (0, 2)
+    tainted = node("spot-2", "NVIDIA-A100-SXM4-80GB", "spot")
+    tainted["spec"] = {"taints": [{"key": "aws-node-termination-handler/spot-itn",
+                                   "value": "1234567890", "effect": "NoSchedule"}]}  # fmt: skip
+    cluster.upsert_node(tainted)
+    assert noticed() == (1, 2)  # it still runs and is priced as spot until it goes
+    own = ClusterState(notice_taints=("example.com/going",))
+    own.upsert_node(tainted)
+    assert own.nodes()["spot-2"].notice is None
+    cluster.upsert_node(node("spot-2", "NVIDIA-A100-SXM4-80GB", "spot"))
+    assert noticed() == (0, 2)
 
 
 def test_burst_rows_and_a_workloads_peaks() -> None:

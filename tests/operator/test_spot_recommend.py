@@ -423,3 +423,55 @@ def test_policy_burst_peaks_sum_the_windows_every_workload_has() -> None:
         is None
     )
     assert policy_burst_peaks([replace(a, burst_peaks={})]) is None
+
+
+def test_spot_replicas_under_a_notice_get_replacements_that_start_now() -> None:
+    """fleet(5000) plans 2 spot replicas (the first test). With 1 of the 2 running ones on a
+    noticed node the recommendation is 3: the plan's 2 and a replacement that starts during
+    the notice; with both noticed, 4. The plan itself, its savings and its limits, is the
+    same; the note says what was added."""
+    view = policy()
+
+    def recommend(noticed: int, spot_view: PolicyView = view) -> WorkloadFigures:
+        tick = {("inference", "llama70b", w): f for w, f in fleet(5000, spot_replicas=2).items()}
+        key = ("inference", "llama70b", "llama70b-spot")
+        tick[key] = replace(tick[key], noticed_replicas=noticed)
+        return with_recommendations([spot_view], tick, PRICES, DemandHistory(), now=10)[key]
+
+    calm = recommend(0)
+    assert calm.spot_recommended_replicas == 2
+    assert "notice" not in calm.spot_note
+    one = recommend(1)
+    assert one.spot_recommended_replicas == 3
+    assert one.spot_projected_savings_usd_per_hour == calm.spot_projected_savings_usd_per_hour
+    assert "1 spot replica under a preemption notice; 1 replacement asked for now" in one.spot_note
+    assert recommend(2).spot_recommended_replicas == 4
+    # maxReplicas 3 leaves room for one replacement of the two; the note says so.
+    capped = recommend(2, policy(max_replicas=3))
+    assert capped.spot_recommended_replicas == 3
+    assert "1 replacement asked for now" in capped.spot_note
+    assert "maxReplicas or the global cap leave no more room" in capped.spot_note
+    # A plan that keeps no spot (demand within the on-demand fleet) replaces none.
+    tick = {("inference", "llama70b", w): f for w, f in fleet(1000, spot_replicas=2).items()}
+    key = ("inference", "llama70b", "llama70b-spot")
+    tick[key] = replace(tick[key], noticed_replicas=2)
+    quiet = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)[key]
+    assert quiet.spot_recommended_replicas == 0
+    assert "2 spot replicas under a preemption notice; none replaced" in quiet.spot_note
+
+
+def test_the_burst_term_reads_the_rate_while_a_spot_replica_is_under_notice() -> None:
+    """As while one starts (the test above): the queue the burst signal spends is the
+    noticed replica's to carry once it goes."""
+    peaks = {30.0: 9000.0, 60.0: 5000.0, 120.0: 3000.0}  # 6,000 within the 30 s queue
+    needed = {}
+    for noticed in (0, 1):
+        history = DemandHistory()
+        for i in range(8):
+            plan_for_policy(policy(), bursty(2000, {30.0: 2000.0}), PRICES, history, 30 * i)
+        workloads = bursty(2000, peaks)
+        workloads["llama70b-spot"] = replace(workloads["llama70b-spot"], noticed_replicas=noticed)
+        plan, _ = plan_for_policy(policy(), workloads, PRICES, history, 240)
+        assert plan is not None
+        needed[noticed] = plan.needed_replicas
+    assert needed == {0: 3, 1: 2}

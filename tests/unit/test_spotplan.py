@@ -24,6 +24,7 @@ from costengine.spotplan import (
     burst_margin,
     govern,
     hold,
+    notice_replacements,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -504,6 +505,36 @@ def test_max_replicas_and_global_cap() -> None:
     assert any("global cap (1) is below min_replicas (4)" in r for r in plan.reasons)
 
 
+def test_notice_replacements_by_hand() -> None:
+    limits = SpotLimits(max_replicas=8)
+    assert notice_replacements(4, 2, limits) == 2  # each noticed replica the plan keeps
+    assert notice_replacements(1, 3, limits) == 1  # the plan keeps one: one replacement
+    assert notice_replacements(0, 3, limits) == 0  # the plan lets spot go: none
+    assert notice_replacements(7, 3, limits) == 1  # max_replicas leaves room for one
+    assert notice_replacements(8, 3, limits) == 0
+    assert notice_replacements(4, 3, replace(limits, global_cap=5)) == 1
+    assert notice_replacements(6, 2, replace(limits, global_cap=5)) == 0  # above the cap already
+    assert notice_replacements(4, 0, limits) == 0
+
+
+@given(
+    st.integers(0, 40),
+    st.integers(0, 40),
+    st.integers(0, 30),
+    st.one_of(st.none(), st.integers(0, 30)),
+)
+def test_notice_replacements_replace_what_the_plan_keeps_within_the_limits(
+    planned: int, noticed: int, max_replicas: int, cap: int | None
+) -> None:
+    limits = SpotLimits(max_replicas=max_replicas, global_cap=cap)
+    extra = notice_replacements(planned, noticed, limits)
+    ceiling = max_replicas if cap is None else min(max_replicas, cap)
+    assert 0 <= extra <= min(noticed, planned)
+    assert extra == 0 or planned + extra <= ceiling
+    # as many as the limits leave room for: one more would break one of the bounds
+    assert extra == min(noticed, planned) or planned + extra + 1 > ceiling
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -521,6 +552,8 @@ def test_max_replicas_and_global_cap() -> None:
         lambda: plan_spot([], 0, 1, SEED, level_horizon=-1),
         lambda: sustained_level([], -1, 0, 0.7),
         lambda: sustained_level([], 0, 0, 0),
+        lambda: notice_replacements(-1, 0, SpotLimits()),
+        lambda: notice_replacements(0, -1, SpotLimits()),
         lambda: GovernorLimits(min_replicas=5, max_replicas=4),
         lambda: GovernorLimits(0, 4, max_step_up=0),
         lambda: GovernorLimits(0, 4, scale_down_window_s=-1),

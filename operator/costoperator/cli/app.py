@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +52,11 @@ app = typer.Typer(
 GPU_HELP = "GPU: " + ", ".join(GPUS)
 MODEL_HELP = "Model: " + ", ".join(MODELS)
 QUANT_HELP = "Quantization: " + ", ".join(QUANTIZATIONS)
+# A taint key: a qualified name, an optional DNS-subdomain prefix and "/", then a name.
+_TAINT_KEY = re.compile(
+    r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
 ENGINE_HELP = "Serving engine whose efficiency to model: " + ", ".join(ENGINES)
 
 
@@ -1267,6 +1273,31 @@ def run(
     opencost_compat: Annotated[
         bool, typer.Option(help="Also export OpenCost's inference-cost metric names.")
     ] = False,
+    spot_global_cap: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Most spot replicas the planner recommends, and Auto mode scales to, for any "
+            "one workload, whatever a policy's maxReplicas says (default: no cap beyond "
+            "each policy's own).",
+        ),
+    ] = None,
+    notice_taint: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY",
+            help="A node taint key that gives notice of a node's end (repeat for more), on "
+            "top of the defaults: aws-node-termination-handler/spot-itn, "
+            "cloud.google.com/impending-node-termination, karpenter.sh/disrupted and "
+            "karpenter.sh/disruption. Spot pods on such a node get replacements in the "
+            "recommendation, which start during the notice.",
+        ),
+    ] = None,
+    default_notice_taints: Annotated[
+        bool,
+        typer.Option(help="Count the default notice taints (off: only --notice-taint's)."),
+    ] = True,
     liveness: Annotated[
         str | None, typer.Option(help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     ] = None,
@@ -1281,6 +1312,7 @@ def run(
     import kopf
 
     import costoperator.handlers  # noqa: F401 - registers the handlers
+    from costoperator.cluster import DEFAULT_NOTICE_TAINTS
     from costoperator.config import OperatorConfig
     from costoperator.promclient import PromAuth
 
@@ -1293,6 +1325,13 @@ def run(
     for path in (bearer_token_file, basic_auth_password_file, ca_file):
         if path is not None and not path.is_file():
             raise InvalidInputError(f"file not found: {path}")
+    taints = [*(DEFAULT_NOTICE_TAINTS if default_notice_taints else ()), *(notice_taint or ())]
+    for key in taints:
+        if not _TAINT_KEY.fullmatch(key):
+            raise InvalidInputError(
+                f"--notice-taint {key!r} is not a taint key (an optional DNS-subdomain prefix "
+                "and '/', then a name of letters, digits, '-', '_' or '.', 63 at most)"
+            )
     config = OperatorConfig(
         prometheus_url=prometheus_url,
         prometheus_auth=PromAuth(
@@ -1312,6 +1351,8 @@ def run(
         lease_namespace=lease_namespace,
         lease_duration_s=lease_duration,
         status_writes_per_s=status_writes_per_second,
+        spot_global_cap=spot_global_cap,
+        notice_taints=tuple(dict.fromkeys(taints)),
         lease_renew_deadline_s=lease_duration * 2 / 3,
         lease_retry_period_s=lease_duration * 2 / 15,
     )
