@@ -10,15 +10,14 @@ Backfilled 20 minutes of vLLM counters at 15 s, evaluated at the last sample:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
-from harness.prometheus import PrometheusBinaries
+from harness.prometheus import PrometheusBinaries, backfill_end, backfilled_prometheus
 
 from costengine.spotplan import serviceable_rate
 from costoperator.promclient import PromClient
-from costoperator.promserver import PrometheusServer, backfill_openmetrics, openmetrics_series
+from costoperator.promserver import openmetrics_series
 from costoperator.queries import BURST_STEP_S, burst_query
 from costoperator.tick import burst_rows
 
@@ -64,10 +63,9 @@ def _history(end: int) -> str:
 def prom(
     prometheus_bin: PrometheusBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PromClient, float]]:
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+    end = backfill_end()
     data_dir = tmp_path_factory.mktemp("tsdb")
-    backfill_openmetrics(_history(end), data_dir, promtool=prometheus_bin.promtool)
-    with PrometheusServer(binary=prometheus_bin.prometheus, data_dir=data_dir) as server:
+    with backfilled_prometheus(_history(end), data_dir, prometheus_bin) as server:
         client = PromClient(server.url)
         yield client, float(end)
         client.close()

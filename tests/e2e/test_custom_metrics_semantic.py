@@ -12,14 +12,13 @@ tick's queries are evaluated at its last sample, so every rate is known exactly:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from harness.cluster import add_objects
-from harness.prometheus import PrometheusBinaries
+from harness.prometheus import PrometheusBinaries, backfill_end
 
 from costengine.pricing import seed_price_sheet
 from costoperator.figures import PolicyView
@@ -92,7 +91,7 @@ def tick(
     for workload in RATES:
         objects = workload_objects(workload, NS, replicas=1, nodes=["n1"], gpus_per_pod=1)
         (pods[workload],) = add_objects(cluster, objects)
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+    end = backfill_end()
     data_dir: Path = tmp_path_factory.mktemp("tsdb")
     backfill_openmetrics(_history(end, pods), data_dir, promtool=prometheus_bin.promtool)
     policies = [

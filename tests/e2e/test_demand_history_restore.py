@@ -4,11 +4,10 @@ hour (the planner's base quantile looks at the last hour)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from harness.prometheus import PrometheusBinaries, PrometheusServer
+from harness.prometheus import PrometheusBinaries, PrometheusServer, backfill_end
 
 from costoperator.figures import PolicyView, SpotView
 from costoperator.promclient import PromClient
@@ -62,7 +61,7 @@ def _exported(end: int) -> str:
 def test_demand_history_is_restored_from_the_exported_series(
     prometheus_bin: PrometheusBinaries, tmp_path: Path
 ) -> None:
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)  # clear of the head
+    end = backfill_end()  # clear of the head
     backfill_openmetrics(_exported(end), tmp_path, promtool=prometheus_bin.promtool)
     policies = [
         _view("inference", "chat"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from harness.cluster import add_objects
-from harness.prometheus import PrometheusBinaries
+from harness.prometheus import PrometheusBinaries, backfill_end
 
 from costengine.pricing import seed_price_sheet
 from costoperator.figures import PolicyView
@@ -98,7 +98,7 @@ def setup(
     cluster.upsert_node(gpu_node("n1", gpus=8))
     objects = workload_objects(NAME, NS, replicas=1, nodes=["n1"], gpus_per_pod=1)
     (pod,) = add_objects(cluster, objects)
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+    end = backfill_end()
     data_dir: Path = tmp_path_factory.mktemp("tsdb")
     backfill_openmetrics(_history(end, pod), data_dir, promtool=prometheus_bin.promtool)
     policy = PolicyView(

@@ -10,14 +10,13 @@ Backfilled 20 minutes at 15 s, evaluated at the last sample:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
-from harness.prometheus import PrometheusBinaries
+from harness.prometheus import PrometheusBinaries, backfill_end, backfilled_prometheus
 
 from costoperator.promclient import PromClient
-from costoperator.promserver import PrometheusServer, backfill_openmetrics, openmetrics_series
+from costoperator.promserver import openmetrics_series
 from costoperator.queries import gpu_busy_query
 
 NS = "inference"
@@ -45,10 +44,9 @@ def _history(end: int) -> str:
 def prom(
     prometheus_bin: PrometheusBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PromClient, float]]:
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+    end = backfill_end()
     data_dir = tmp_path_factory.mktemp("tsdb")
-    backfill_openmetrics(_history(end), data_dir, promtool=prometheus_bin.promtool)
-    with PrometheusServer(binary=prometheus_bin.prometheus, data_dir=data_dir) as server:
+    with backfilled_prometheus(_history(end), data_dir, prometheus_bin) as server:
         client = PromClient(server.url)
         yield client, float(end)
         client.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from harness.cluster import add_objects
 from harness.faultproxy import FaultProxy
-from harness.prometheus import PrometheusBinaries
+from harness.prometheus import PrometheusBinaries, backfill_end
 from prometheus_client import generate_latest
 
 from costengine.pricing import seed_price_sheet
@@ -117,7 +116,7 @@ def world(
     prometheus_bin: PrometheusBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     cluster, pods = _fleet()
-    end = int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+    end = backfill_end()
     data_dir = tmp_path_factory.mktemp("tsdb")
     backfill_openmetrics(_history(end, pods), data_dir, promtool=prometheus_bin.promtool)
     token = tmp_path_factory.mktemp("secret") / "token"

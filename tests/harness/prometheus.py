@@ -6,6 +6,9 @@ The reusable part lives in `costoperator.promserver` (demos use it too); tests i
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -34,7 +37,9 @@ __all__ = [
     "PrometheusServer",
     "ScrapeJob",
     "TargetGroup",
+    "backfill_end",
     "backfill_openmetrics",
+    "backfilled_prometheus",
     "find_binaries",
     "find_binary",
     "format_duration",
@@ -68,3 +73,20 @@ def find_binaries() -> PrometheusBinaries | list[str]:
     if prometheus is None or promtool is None:
         return [n for n, p in (("prometheus", prometheus), ("promtool", promtool)) if p is None]
     return PrometheusBinaries(prometheus=prometheus, promtool=promtool)
+
+
+def backfill_end() -> int:
+    """An end for backfilled history: an hour into a 2-hour block, about four hours back, so
+    the backfilled blocks are clear of the head that a fresh Prometheus opens at now."""
+    return int((time.time() - 4 * 3600) // 7200 * 7200 + 3600)
+
+
+@contextmanager
+def backfilled_prometheus(
+    openmetrics: str, data_dir: Path, binaries: PrometheusBinaries
+) -> Iterator[PrometheusServer]:
+    """A Prometheus over `openmetrics` backfilled into `data_dir` as TSDB blocks (promtool),
+    started with no targets; stopped afterwards."""
+    backfill_openmetrics(openmetrics, data_dir, promtool=binaries.promtool)
+    with PrometheusServer(binary=binaries.prometheus, data_dir=data_dir) as server:
+        yield server
