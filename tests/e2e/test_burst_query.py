@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness.prometheus import PrometheusBinaries, backfill_end, backfilled_prometheus
+from harness.prometheus import PrometheusBinaries, backfilled_client
 
 from costengine.spotplan import serviceable_rate
 from costoperator.promclient import PromClient
@@ -63,12 +63,8 @@ def _history(end: int) -> str:
 def prom(
     prometheus_bin: PrometheusBinaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PromClient, float]]:
-    end = backfill_end()
-    data_dir = tmp_path_factory.mktemp("tsdb")
-    with backfilled_prometheus(_history(end), data_dir, prometheus_bin) as server:
-        client = PromClient(server.url)
-        yield client, float(end)
-        client.close()
+    with backfilled_client(_history, tmp_path_factory.mktemp("tsdb"), prometheus_bin) as prom:
+        yield prom
 
 
 def test_the_peaks_of_the_last_two_minutes_show_the_burst_at_its_height(

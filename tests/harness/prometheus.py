@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import pytest
 
+from costoperator.promclient import PromClient
 from costoperator.promserver import (
     PrometheusError,
     PrometheusNotInstalledError,
@@ -39,6 +40,7 @@ __all__ = [
     "TargetGroup",
     "backfill_end",
     "backfill_openmetrics",
+    "backfilled_client",
     "backfilled_prometheus",
     "find_binaries",
     "find_binary",
@@ -90,3 +92,18 @@ def backfilled_prometheus(
     backfill_openmetrics(openmetrics, data_dir, promtool=binaries.promtool)
     with PrometheusServer(binary=binaries.prometheus, data_dir=data_dir) as server:
         yield server
+
+
+@contextmanager
+def backfilled_client(
+    history: Callable[[int], str], data_dir: Path, binaries: PrometheusBinaries
+) -> Iterator[tuple[PromClient, float]]:
+    """`backfilled_prometheus` over `history(end)` (OpenMetrics text ending at `end`, from
+    `backfill_end`), and a client of it with that end; both closed afterwards."""
+    end = backfill_end()
+    with backfilled_prometheus(history(end), data_dir, binaries) as server:
+        client = PromClient(server.url)
+        try:
+            yield client, float(end)
+        finally:
+            client.close()
