@@ -111,7 +111,13 @@ The policies
      notice of a cold start or more closes that gap (mechanism 3 asks for the cover at the
      notice), so ``fraction`` is then the default and ``p50`` otherwise. Without such a notice
      ``market`` and ``fraction`` are cheaper in a calm market and short of tokens when a storm
-     follows one (BENCHMARKS.md).
+     follows one (BENCHMARKS.md). ``operator`` is the live operator's shape, which scales only
+     the spot workload: the on-demand fleet stays at seed_hybrid's base (the P50 of the
+     control periods, the on-demand Deployment a user sizes for typical traffic) with none of
+     mechanisms 1-4 (no cover, no raise, the configured interruption rate), and spot is the
+     plan beside it plus a spot replacement for each noticed replica the plan keeps
+     (`costengine.spotplan.notice_replacements`, as `llmcost run` asks for at a notice taint;
+     this market is one pool, so a replacement starts only where it has room).
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
   most (RELIABILITY 9); the spot fraction is re-applied after governing, as a safety bound.
@@ -153,6 +159,7 @@ from costengine.spotplan import (
     SpotLimits,
     SpotPlan,
     govern,
+    notice_replacements,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -162,8 +169,8 @@ from costengine.tenancy import _quantile
 POLICIES = ("on_demand_peak", "seed_hybrid", "reactive", "planner", "oracle")
 """Policy names, in the order they are reported."""
 
-PlannerBase = Literal["p50", "market", "fraction"]
-PLANNER_BASES: tuple[PlannerBase, ...] = ("p50", "market", "fraction")
+PlannerBase = Literal["p50", "market", "fraction", "operator"]
+PLANNER_BASES: tuple[PlannerBase, ...] = ("p50", "market", "fraction", "operator")
 """The planner's on-demand base rules (the module, mechanism 5)."""
 
 SECONDS_PER_HOUR = 3600.0
@@ -523,6 +530,8 @@ class PlannerPolicy:
     queue_aware: bool = True
     """The burst term reads the queue-aware burst signal (`Observation.burst_tokens_per_second`)
     while no spot replica is missing or under notice; False: the demand rate always."""
+    static_base: int = 1
+    """The on-demand fleet of the ``operator`` base rule (seed_hybrid's base)."""
     name: str = "planner"
     _events: float = 0.0
     _exposure_h: float = 0.0
@@ -627,7 +636,29 @@ class PlannerPolicy:
                 return od
             od += 1
 
+    def _decide_as_the_operator(self, obs: Observation) -> tuple[int, int]:
+        """The ``operator`` base rule: the on-demand fleet fixed, spot as `llmcost run` asks
+        for it (the plan beside that fleet, a replacement for each noticed replica the plan
+        keeps) through the spot governor."""
+        start = not self.decisions
+        od = self.static_base
+        plan = self._plan(obs, od, self.economics)
+        extra = notice_replacements(plan.spot_replicas, obs.spot_noticed, self.limits)
+        wanted = self.spot_limits.clamp(plan.spot_replicas + extra)
+        sp = govern(
+            self._spot_state,
+            wanted if start else obs.spot.desired,
+            wanted,
+            obs.now_s,
+            self.spot_limits,
+        )
+        self._spot_state = sp.state
+        self.decisions.append((od, sp.desired))
+        return od, sp.desired
+
     def decide(self, obs: Observation) -> tuple[int, int]:
+        if self.base == "operator":
+            return self._decide_as_the_operator(obs)
         start = not self.decisions
         # Spot priced with the market seen so far: plan_spot recommends no spot when covering
         # its interruptions on demand would cost more than running on demand.
@@ -1297,6 +1328,7 @@ def make_policy(
             base_utilization=planner_base_utilization,
             base=resolve_planner_base(fleet, planner_base),
             queue_aware=planner_queue,
+            static_base=seed_base,
         )
     raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
 

@@ -578,6 +578,42 @@ def test_the_fraction_base_is_the_default_when_the_notice_covers_the_cold_start(
             bad()
 
 
+def test_the_operator_base_keeps_on_demand_fixed_and_replaces_noticed_spot_with_spot() -> None:
+    """The live operator's shape: on demand stays at seed_hybrid's base whatever demand does;
+    spot follows the plan beside it, and a replica under notice gets a spot replacement (not
+    on-demand cover) while the market has room for one."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+    # Two hours of a slow wave around 800 tokens/s: 8-15 replicas at 70%.
+    demand = [(800 + 200 * math.sin(t / 60)) * fleet.step_s for t in range(720)]
+    policy = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base="operator")
+    assert isinstance(policy, PlannerPolicy)
+    result = simulate(demand, policy, fleet)
+    assert {od for od, _ in policy.decisions} == {8}  # the seed base, never moved
+    spot = [s for _, s in policy.decisions]
+    assert min(spot) < max(spot) <= 12  # spot follows the wave, within its cap
+    assert result.on_demand_scale_actions == 0
+    # A replica under notice: the plan's spot and a replacement.
+    whole = FleetCount(desired=4, ready=4, starting=0)
+    seen = Observation(now_s=0, demand_tokens_per_second=1000, history_tokens_per_second=(),
+                       queued_tokens=0, on_demand=FleetCount(8, 8, 0), spot=whole,
+                       preemptions=0, spot_replica_s=0)  # fmt: skip
+    fresh = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base="operator")
+    noticed = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base="operator")
+    assert isinstance(fresh, PlannerPolicy)
+    assert isinstance(noticed, PlannerPolicy)
+    od, planned = fresh.decide(seen)
+    assert (od, planned) == (8, 7)  # ceil(1000 / 70) = 15 replicas at 70%: 7 beside the 8
+    assert noticed.decide(replace(seen, spot_noticed=1)) == (8, 8)
+    # Six noticed: the spot cap of 12 leaves room for 5 replacements; the spot governor then
+    # steps up from what runs (4) by 2 a minute at most, as for any rise.
+    capped = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base="operator")
+    assert isinstance(capped, PlannerPolicy)
+    assert capped.decide(replace(seen, spot_noticed=6)) == (8, 12)
+    assert noticed.decide(replace(seen, now_s=30, spot_noticed=6)) == (8, 6)
+
+
 def test_a_calm_market_lowers_the_market_base_and_a_stormy_one_keeps_the_p50_base() -> None:
     fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                        on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,

@@ -938,6 +938,7 @@ class PlannerBaseRule(StrEnum):
     p50 = "p50"
     market = "market"
     fraction = "fraction"
+    operator = "operator"
 
 
 @app.command()
@@ -1093,7 +1094,9 @@ def backtest(
             "interruptions seen so far (it falls while spot runs without preemptions, back at "
             "the first one); fraction: no P50 base, on demand only as --max-spot-fraction "
             "requires (the on-demand cover asked for at a preemption notice guards typical "
-            "traffic). Default: fraction "
+            "traffic); operator: the live operator's shape, which scales only the spot "
+            "workload: on demand fixed at seed_hybrid's base, spot planned beside it with a "
+            "spot replacement for each replica under notice. Default: fraction "
             "when --preemption-notice-s is at least --cold-start-s (the cover serves before "
             "spot goes), else p50; without such a notice market and fraction are cheaper in a "
             "calm market and short of tokens when a storm follows one.",
