@@ -285,6 +285,25 @@ def spot_fraction_bound(max_spot_fraction: float, on_demand_replicas: int) -> in
     return math.floor(bound + _EPS)
 
 
+def on_demand_for_spot(needed: int, on_demand_replicas: int, limits: SpotLimits) -> int | None:
+    """The fewest on-demand replicas, at least `on_demand_replicas`, beside which the spot the
+    limits allow (count, global cap, spot fraction) makes up `needed` replicas in all; None when
+    no on-demand count below `needed` does (spot's count limits leave it short whatever runs on
+    demand, or spot may not run at all)."""
+    require_non_negative("needed", needed)
+    require_non_negative("on_demand_replicas", on_demand_replicas)
+    most = (
+        limits.max_replicas
+        if limits.global_cap is None
+        else min(limits.max_replicas, limits.global_cap)
+    )
+    for od in range(on_demand_replicas, needed):
+        bound = spot_fraction_bound(limits.max_spot_fraction, od)
+        if od + min(most, most if bound is None else bound) >= needed:
+            return od
+    return None
+
+
 def notice_replacements(planned: int, noticed: int, limits: SpotLimits) -> int:
     """Spot replicas to ask for now beside a plan of `planned`, for `noticed` of the running
     ones under a preemption notice: each one the plan keeps gets a replacement that starts
@@ -541,10 +560,17 @@ def plan_spot(
             spot = 0
             short_of = []
         if short_of:
+            remedy = ""
+            base_for_spot = on_demand_for_spot(needed, on_demand_replicas, limits)
+            if fraction_bound is not None and spot == fraction_bound and base_for_spot:
+                remedy = (
+                    f" {base_for_spot} on-demand replicas would let spot carry the rest "
+                    "within the limits."
+                )
             warnings.append(
                 f"warning: demand needs {unclamped} spot replicas but "
                 f"{' and '.join(short_of)} allow {spot}; the fleet is {unclamped - spot} "
-                "replicas short at the target utilization."
+                f"replicas short at the target utilization.{remedy}"
             )
         if spot > 0:
             if below_base:

@@ -25,6 +25,7 @@ from costengine.spotplan import (
     govern,
     hold,
     notice_replacements,
+    on_demand_for_spot,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -476,6 +477,39 @@ def test_fraction_clamps_spot_and_reports_the_shortfall() -> None:
     assert any(
         "max_spot_fraction 0.5 allow 3" in r and "2 replicas short" in r for r in plan.reasons
     )
+    # 4 on demand allow 4 spot: 8 in all, the needed fleet.
+    assert any("4 on-demand replicas would let spot carry the rest" in r for r in plan.reasons)
+    # With spot capped at 3 too, 5 on demand (5 + 3); with spot's own cap binding (2 below the
+    # fraction's 3), more on demand does not lift spot's cap, so no such remedy is offered.
+    capped = plan_spot([], 8000, 3, SEED, replace(limits, max_replicas=3))
+    assert any("5 on-demand replicas would let spot carry" in r for r in capped.reasons)
+    capped = plan_spot([], 8000, 3, SEED, replace(limits, max_replicas=2))
+    assert any("max_replicas 2 allow 2" in r for r in capped.reasons)
+    assert not any("would let spot carry" in r for r in capped.reasons)
+
+
+@given(
+    st.integers(0, 40),
+    st.integers(0, 20),
+    st.integers(0, 30),
+    st.sampled_from([0, 0.3, 0.5, 0.7, 0.9, 1.0]),
+)
+def test_on_demand_for_spot_is_the_fewest_that_lets_spot_carry_the_rest(
+    needed: int, on_demand: int, most: int, fraction: float
+) -> None:
+    limits = SpotLimits(max_replicas=most, max_spot_fraction=fraction)
+
+    def carries(od: int) -> bool:
+        bound = spot_fraction_bound(fraction, od)
+        return od + min(most, most if bound is None else bound) >= needed
+
+    found = on_demand_for_spot(needed, on_demand, limits)
+    if found is None:
+        assert not any(carries(od) for od in range(on_demand, needed))
+    else:
+        assert on_demand <= found < needed
+        assert carries(found)
+        assert not any(carries(od) for od in range(on_demand, found))
 
 
 def test_fraction_below_min_replicas_wins() -> None:
