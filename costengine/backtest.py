@@ -160,6 +160,7 @@ from costengine.spotplan import (
     SpotPlan,
     govern,
     notice_replacements,
+    on_demand_needed,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -630,11 +631,7 @@ class PlannerPolicy:
             if self.base == "market" and prior > 0:
                 share = min(1.0, economics.interruptions_per_replica_hour / prior)
                 od = math.ceil(od * share - _EPS)
-        while True:
-            plan = self._plan(obs, od, economics)
-            if od + plan.spot_replicas >= plan.needed_replicas:
-                return od
-            od += 1
+        return on_demand_needed(lambda n: self._plan(obs, n, economics), od)[0]
 
     def _decide_as_the_operator(self, obs: Observation) -> tuple[int, int]:
         """The ``operator`` base rule: the on-demand fleet fixed, spot as `llmcost run` asks

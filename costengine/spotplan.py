@@ -108,7 +108,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -302,6 +302,98 @@ def on_demand_for_spot(needed: int, on_demand_replicas: int, limits: SpotLimits)
         if od + min(most, most if bound is None else bound) >= needed:
             return od
     return None
+
+
+def on_demand_needed(plan_at: Callable[[int], SpotPlan], start: int) -> tuple[int, SpotPlan]:
+    """The fewest on-demand replicas, from `start` up, beside which the plan's spot makes up
+    the plan's needed fleet (`plan_at(n)`: the plan beside n on-demand replicas), with that
+    plan: past the spot limits (count, fraction), or when spot is refused or not worth its
+    interruptions, asking for spot adds no capacity, so on demand must carry the rest. Ends:
+    beside as many on-demand replicas as the fleet needs, any plan's spot suffices."""
+    require_non_negative("start", start)
+    od = start
+    while True:
+        plan = plan_at(od)
+        if od + plan.spot_replicas >= plan.needed_replicas:
+            return od, plan
+        od += 1
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPlan:
+    """Both halves of the fleet (`plan_fleet`)."""
+
+    on_demand_replicas: int
+    """On-demand replicas to run now: the base, and the cover."""
+    base_replicas: int
+    """The on-demand base beside which `spot` is planned."""
+    cover_replicas: int
+    """On demand for spot that does not serve (starting, under notice), or that on demand
+    still carries until spot serves (make before break)."""
+    spot: SpotPlan
+    """The spot plan beside the base."""
+
+
+def plan_fleet(
+    demand_history: Sequence[float],
+    current_demand: float,
+    economics: ReplicaEconomics,
+    limits: SpotLimits = SpotLimits(),
+    traits: WorkloadTraits = WorkloadTraits(),
+    *,
+    base_rule: str = "p50",
+    on_demand_now: int,
+    spot_ready: int,
+    spot_not_serving: int,
+    recent_peak_horizon: int | None = None,
+    level_horizon: int | None = 0,
+    burst_history: Sequence[float] | None = None,
+    current_burst: float | None = None,
+) -> FleetPlan:
+    """On-demand and spot replicas together, as the backtest's planner sizes them (its
+    mechanisms 1-3 and the base rules ``p50`` and ``fraction``; without its market estimate):
+
+    1. The base: ``p50``, the P50 of the history with replicas counted at their full
+       throughput (the seed's base); ``fraction``, none.
+    2. Raised until the plan's spot carries the rest of the needed fleet
+       (`on_demand_needed`; spot beside no on-demand replica is refused, so there is at
+       least one while there is demand).
+    3. Cover: spot that does not serve (`spot_not_serving`: starting, or under a preemption
+       notice) is carried on demand meanwhile, never past the needed fleet; and on demand that
+       spot is to replace is released only as spot serves (make before break: at least
+       ``min(on_demand_now, needed − spot_ready)``).
+
+    Spot is planned beside the base, not beside the cover: the cover replaces spot, it does
+    not make it unnecessary."""
+    require_non_negative("on_demand_now", on_demand_now)
+    require_non_negative("spot_ready", spot_ready)
+    require_non_negative("spot_not_serving", spot_not_serving)
+    if base_rule not in ("p50", "fraction"):
+        raise InvalidInputError(f"unknown base rule {base_rule!r}; known: p50, fraction")
+
+    def plan_at(on_demand: int, plan_limits: SpotLimits = limits) -> SpotPlan:
+        return plan_spot(
+            demand_history,
+            current_demand,
+            on_demand,
+            economics,
+            plan_limits,
+            traits,
+            recent_peak_horizon=recent_peak_horizon,
+            level_horizon=level_horizon,
+            burst_history=burst_history,
+            current_burst=current_burst,
+        )
+
+    start = 0
+    if base_rule == "p50":
+        full = replace(limits, target_utilization=1.0, headroom=0.0)
+        start = plan_at(on_demand_now, full).recommended_on_demand_base
+    base, plan = on_demand_needed(plan_at, start)
+    cover = min(spot_not_serving, max(0, plan.needed_replicas - base))
+    held = min(on_demand_now, plan.needed_replicas - spot_ready)
+    cover = max(cover, held - base)
+    return FleetPlan(base + cover, base, cover, plan)
 
 
 def notice_replacements(planned: int, noticed: int, limits: SpotLimits) -> int:

@@ -26,6 +26,8 @@ from costengine.spotplan import (
     hold,
     notice_replacements,
     on_demand_for_spot,
+    on_demand_needed,
+    plan_fleet,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -537,6 +539,46 @@ def test_max_replicas_and_global_cap() -> None:
     plan = plan_spot([], 0, 4, SEED, below_min)
     assert plan.spot_replicas == 1
     assert any("global cap (1) is below min_replicas (4)" in r for r in plan.reasons)
+
+
+def test_plan_fleet_sizes_on_demand_as_the_backtests_planner_does() -> None:
+    """8,000 tokens/s of 1,000-tokens/s replicas at 100%: 8 replicas. With a spot fraction of
+    0.5, n on demand allow n spot, so the fraction base is 4 + 4; the P50 base of a history
+    at this level is all 8 on demand; of a quieter history, 1, raised to 4 as well."""
+    limits = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=0.5)
+
+    def fleet(rule: str, history: list[float] | None = None, **kw: int) -> tuple[int, int, int]:
+        state = {"on_demand_now": 2, "spot_ready": 0, "spot_not_serving": 0, **kw}
+        f = plan_fleet(history or [], 8000, SEED, limits, base_rule=rule, **state)
+        assert f.on_demand_replicas == f.base_replicas + f.cover_replicas
+        return f.base_replicas, f.cover_replicas, f.spot.spot_replicas
+
+    assert fleet("fraction") == (4, 0, 4)
+    assert fleet("p50", [8000.0] * 9) == (8, 0, 0)
+    assert fleet("p50", [1000.0] * 9) == (4, 0, 4)
+    # Two spot replicas starting (or under notice): carried on demand meanwhile.
+    assert fleet("fraction", spot_not_serving=2) == (4, 2, 4)
+    assert fleet("fraction", spot_not_serving=9) == (4, 4, 4)  # never past the needed fleet
+    # Make before break: 7 on demand now, 2 spot serving: on demand goes only to 8 - 2 = 6.
+    assert fleet("fraction", on_demand_now=7, spot_ready=2) == (4, 2, 4)
+    assert fleet("fraction", on_demand_now=7, spot_ready=4) == (4, 0, 4)
+    # Spot refused (a cold start over 5 minutes): on demand carries the whole fleet.
+    slow = replace(SEED, cold_start_s=600)
+    f = plan_fleet([], 8000, slow, limits, base_rule="fraction", on_demand_now=2, spot_ready=0,
+                   spot_not_serving=0)  # fmt: skip
+    assert (f.on_demand_replicas, f.spot.spot_replicas) == (8, 0)
+    assert f.spot.refused
+    with pytest.raises(InvalidInputError, match="base rule"):
+        plan_fleet([], 1, SEED, base_rule="market", on_demand_now=1, spot_ready=0,
+                   spot_not_serving=0)  # fmt: skip
+
+
+def test_on_demand_needed_raises_until_spot_carries_the_rest() -> None:
+    limits = SpotLimits(target_utilization=1.0, headroom=0.0, max_spot_fraction=0.5)
+    od, plan = on_demand_needed(lambda n: plan_spot([], 8000, n, SEED, limits), 0)
+    assert (od, plan.spot_replicas, plan.needed_replicas) == (4, 4, 8)
+    od, plan = on_demand_needed(lambda n: plan_spot([], 8000, n, SEED, limits), 6)
+    assert (od, plan.spot_replicas) == (6, 2)  # already enough: the start stands
 
 
 def test_notice_replacements_by_hand() -> None:
