@@ -353,8 +353,10 @@ def plan_fleet(
     """On-demand and spot replicas together, as the backtest's planner sizes them (its
     mechanisms 1-3 and the base rules ``p50`` and ``fraction``; without its market estimate):
 
-    1. The base: ``p50``, the P50 of the history with replicas counted at their full
-       throughput (the seed's base); ``fraction``, none.
+    1. The base: ``p50``, the plan's ``recommended_on_demand_base`` (the P50 of the history
+       and the current sample at the target utilization: the seed's base, and the base the
+       plan's SLO refusal and below-base warning measure against); ``fraction``, none. (The
+       backtest's planner counts its P50 base at full throughput, ``base_utilization``.)
     2. Raised until the plan's spot carries the rest of the needed fleet
        (`on_demand_needed`; spot beside no on-demand replica is refused, so there is at
        least one while there is demand).
@@ -385,10 +387,7 @@ def plan_fleet(
             current_burst=current_burst,
         )
 
-    start = 0
-    if base_rule == "p50":
-        full = replace(limits, target_utilization=1.0, headroom=0.0)
-        start = plan_at(on_demand_now, full).recommended_on_demand_base
+    start = plan_at(on_demand_now).recommended_on_demand_base if base_rule == "p50" else 0
     base, plan = on_demand_needed(plan_at, start)
     cover = min(spot_not_serving, max(0, plan.needed_replicas - base))
     held = min(on_demand_now, plan.needed_replicas - spot_ready)

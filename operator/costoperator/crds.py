@@ -513,6 +513,13 @@ class MetricsLossAction(StrEnum):
     HOLD = "Hold"
 
 
+class OnDemandBase(StrEnum):
+    """The on-demand base rule of `onDemandTargetRef` (`costengine.spotplan.plan_fleet`)."""
+
+    P50 = "P50"
+    FRACTION = "Fraction"
+
+
 class SpotSpec(_Wire):
     """Spot burst scaling of a second, spot-scheduled workload."""
 
@@ -527,6 +534,21 @@ class SpotSpec(_Wire):
                     "rule": "!has(self.maxReplicas) || "
                     "(has(self.minReplicas) ? self.minReplicas : 0) <= self.maxReplicas",
                     "message": "minReplicas must not exceed maxReplicas",
+                },
+                {
+                    "rule": "!has(self.onDemandTargetRef) || has(self.onDemandMaxReplicas)",
+                    "message": "onDemandMaxReplicas is required with onDemandTargetRef",
+                },
+                {
+                    "rule": "!has(self.onDemandMaxReplicas) || "
+                    "(has(self.onDemandMinReplicas) ? self.onDemandMinReplicas : 1) "
+                    "<= self.onDemandMaxReplicas",
+                    "message": "onDemandMinReplicas must not exceed onDemandMaxReplicas",
+                },
+                {
+                    "rule": "!has(self.onDemandTargetRef) || !has(self.spotTargetRef) || "
+                    "self.onDemandTargetRef != self.spotTargetRef",
+                    "message": "onDemandTargetRef and spotTargetRef must be different workloads",
                 },
             ]
         }
@@ -623,6 +645,35 @@ class SpotSpec(_Wire):
         default=MetricsLossAction.HOLD,
         description="What to do when metrics are missing: Hold keeps the replica count.",
     )
+    on_demand_target_ref: WorkloadRef | None = Field(
+        default=None,
+        description="The on-demand workload to size too (unset: the on-demand fleet is yours "
+        "and the planner only plans spot beside it). Set, the planner sizes both halves as "
+        "the backtest's planner does: an on-demand base (onDemandBase), raised until spot "
+        "carries the rest within maxSpotFraction, plus on-demand cover for spot replicas "
+        "that do not serve (starting, or on a node under a preemption notice), released only "
+        "as spot serves; status.recommendedOnDemandReplicas has its count, and Auto mode "
+        "scales it as it scales the spot workload.",
+    )
+    on_demand_min_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Fewest on-demand replicas (unset: 1; never 0).",
+    )
+    on_demand_max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Most on-demand replicas; required with onDemandTargetRef.",
+    )
+    on_demand_base: OnDemandBase | None = Field(
+        default=None,
+        description="Unset or P50: the on-demand base covers the P50 of demand (the seed's "
+        "hybrid); Fraction: none beyond what maxSpotFraction requires (cheaper; the cover at a "
+        "preemption notice guards typical traffic, so use it where spot nodes get notice "
+        "taints, README).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -632,6 +683,17 @@ class SpotSpec(_Wire):
             raise ValueError(
                 f"minReplicas ({self.min_replicas}) must not exceed "
                 f"maxReplicas ({self.max_replicas})"
+            )
+        if self.on_demand_target_ref is not None:
+            if self.on_demand_max_replicas is None:
+                raise ValueError("onDemandMaxReplicas is required with onDemandTargetRef")
+            if self.on_demand_target_ref == self.spot_target_ref:
+                raise ValueError("onDemandTargetRef and spotTargetRef must be different workloads")
+        least = self.on_demand_min_replicas or 1
+        if self.on_demand_max_replicas is not None and least > self.on_demand_max_replicas:
+            raise ValueError(
+                f"onDemandMinReplicas ({least}) must not exceed "
+                f"onDemandMaxReplicas ({self.on_demand_max_replicas})"
             )
         return self
 
@@ -819,6 +881,11 @@ class InferenceCostPolicyStatus(_Wire):
     recommended_spot_replicas: int | None = Field(
         default=None, ge=0, description="The spot planner's replica count."
     )
+    recommended_on_demand_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="The planner's count for spec.spot.onDemandTargetRef (unset without one).",
+    )
     spot_note: str | None = Field(
         default=None,
         max_length=MAX_SPOT_NOTE,
@@ -838,6 +905,10 @@ class InferenceCostPolicyStatus(_Wire):
     )
     scaling: ScalingRecord | None = Field(
         default=None, description="Auto mode's last scale action (the actuator writes it)."
+    )
+    on_demand_scaling: ScalingRecord | None = Field(
+        default=None,
+        description="Auto mode's last scale action of spec.spot.onDemandTargetRef.",
     )
 
     @model_validator(mode="after")

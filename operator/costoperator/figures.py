@@ -72,6 +72,12 @@ class SpotView:
     """`interruptionsPerReplicaHour`; unset, `ReplicaEconomics`' default."""
     burst_queue_s: int | None = None
     """`burstQueueSeconds`; unset, `DEFAULT_BURST_QUEUE_S`."""
+    on_demand_target: tuple[str, str] | None = None
+    """(kind, name) of `onDemandTargetRef`: the on-demand workload the planner sizes too."""
+    on_demand_min_replicas: int = 1
+    on_demand_max_replicas: int | None = None
+    on_demand_base: str = "p50"
+    """`onDemandBase`: ``p50`` or ``fraction`` (`costengine.spotplan.plan_fleet`)."""
     traits: WorkloadTraits = field(default_factory=WorkloadTraits)
     """`sloBound`, `multiTurnState`, `tightP99`: the seed's spot-hostile patterns."""
 
@@ -236,6 +242,8 @@ class WorkloadFigures:
     """Tokens/s one replica serves fully busy (the throughput model at the measured shape)."""
     spot_recommended_replicas: int | None = None
     spot_projected_savings_usd_per_hour: float | None = None
+    on_demand_recommended_replicas: int | None = None
+    """On the workload of `spec.spot.onDemandTargetRef`: the planner's count for it."""
     spot_note: str = ""
     """Why there is no recommendation, or the planner's warnings."""
     spot_refusal: str = ""
@@ -246,6 +254,8 @@ class WorkloadFigures:
     """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
     noticed_replicas: int = 0
     """Its pods on nodes under a notice taint (`WorkloadCapacity.noticed`)."""
+    serving_replicas: int = 0
+    """Its live pods that are Ready (`WorkloadCapacity.serving`)."""
     burst_peaks: Mapping[float, float] | None = None
     """Per window (s), the peak total tokens/s of its live pods over the tick's interval
     (`tick.workload_burst_peaks`: the windows every such pod answered); {} for a workload
@@ -290,6 +300,8 @@ class WorkloadCapacity:
     noticed: int = 0
     """Its live pods on nodes under a notice taint (`cluster.NodeInfo.notice`): they serve
     until the node goes, soon."""
+    serving: int = 0
+    """Its live pods that are Ready."""
 
 
 def workload_capacity(
@@ -337,6 +349,7 @@ def workload_capacity(
         statistics.median(starts) if starts else None,
         starting,
         noticed,
+        sum(1 for p in live if p.ready),
     )
 
 
@@ -398,6 +411,7 @@ def priced_figures(
         "measured_cold_start_s": capacity.cold_start_s,
         "starting_replicas": capacity.starting,
         "noticed_replicas": capacity.noticed,
+        "serving_replicas": capacity.serving,
     }
     total_gpus = sum(gpus.values())
     busy = [

@@ -23,6 +23,7 @@ from costoperator.crds import (
     GPUPricingSpec,
     InferenceCostPolicySpec,
     InferenceCostPolicyStatus,
+    OnDemandBase,
     PolicySpecError,
     SpotMode,
     SpotSpec,
@@ -386,6 +387,14 @@ class Runtime:
                 ),
                 None,
             ),
+            recommended_on_demand_replicas=next(
+                (
+                    f.on_demand_recommended_replicas
+                    for f in figs
+                    if f.on_demand_recommended_replicas is not None
+                ),
+                None,
+            ),
             spot_note=next((f.spot_note[:MAX_SPOT_NOTE] for f in figs if f.spot_note), None),
             workloads=len(figs),
             stale=stale,
@@ -509,6 +518,12 @@ def _spot_view(spot: SpotSpec | None) -> SpotView | None:
         cold_start_s=spot.cold_start_seconds,
         interruptions_per_replica_hour=spot.interruptions_per_replica_hour,
         burst_queue_s=spot.burst_queue_seconds,
+        on_demand_target=None
+        if spot.on_demand_target_ref is None
+        else (spot.on_demand_target_ref.kind.value, spot.on_demand_target_ref.name),
+        on_demand_min_replicas=spot.on_demand_min_replicas or 1,
+        on_demand_max_replicas=spot.on_demand_max_replicas,
+        on_demand_base="fraction" if spot.on_demand_base is OnDemandBase.FRACTION else "p50",
         traits=WorkloadTraits(
             slo_bound=bool(spot.slo_bound),
             multi_turn_state=bool(spot.multi_turn_state),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
@@ -38,6 +38,7 @@ from costengine.spotplan import (
     DEFAULT_COLD_START_S,
     SpotPlan,
     notice_replacements,
+    plan_fleet,
     plan_spot,
     serviceable_rate,
 )
@@ -185,6 +186,20 @@ def measured_cold_start(
     return None
 
 
+#: The words of `plan_spot`'s warning for an on-demand fleet below its P50 base.
+BELOW_BASE_WARNING = "so spot carries typical traffic, not only bursts"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPlan:
+    spot: SpotPlan
+    """The spot plan (beside the planned on-demand base with `onDemandTargetRef`, else beside
+    the on-demand replicas running)."""
+    on_demand_replicas: int | None = None
+    """With `onDemandTargetRef`: the count for that workload (`plan_fleet`'s on-demand fleet
+    less the other on-demand workloads' replicas, within its limits); else None."""
+
+
 def plan_for_policy(
     policy: PolicyView,
     figures: Mapping[str, WorkloadFigures],
@@ -193,6 +208,19 @@ def plan_for_policy(
     now: float,
     global_cap: int | None = None,
 ) -> tuple[SpotPlan | None, str]:
+    """The spot plan for one policy's workloads (by workload name), or None and why not."""
+    planned, why = policy_plan(policy, figures, prices, history, now, global_cap)
+    return (None if planned is None else planned.spot), why
+
+
+def policy_plan(
+    policy: PolicyView,
+    figures: Mapping[str, WorkloadFigures],
+    prices: PriceSheet,
+    history: DemandHistory,
+    now: float,
+    global_cap: int | None = None,
+) -> tuple[PolicyPlan | None, str]:
     """The plan for one policy's workloads (by workload name), or None and why not."""
     spot = policy.spot
     if spot is None:
@@ -200,6 +228,12 @@ def plan_for_policy(
     kind, name = spot.target
     if name not in figures:
         return None, f"spotTargetRef {kind} {name} is not among the policy's workloads"
+    od_target = spot.on_demand_target
+    if od_target is not None and (od_target[1] not in figures or od_target[1] == name):
+        return None, (
+            f"onDemandTargetRef {od_target[0]} {od_target[1]} is not among the policy's "
+            "workloads other than the spot one"
+        )
     base = [f for w, f in figures.items() if w != name]
     everything = list(figures.values())
     if any(f.stale for f in everything) or any(f.total_tokens_per_second is None for f in base):
@@ -242,22 +276,68 @@ def plan_for_policy(
     # the queue is theirs to carry, as in the backtest's planner.
     target = figures[name]
     queue = burst is not None and target.starting_replicas == 0 and target.noticed_replicas == 0
+    inputs = {
+        "recent_peak_horizon": lead,
+        "level_horizon": level,
+        "burst_history": history.burst_values(key, before=now) if queue else None,
+        "current_burst": burst if queue else None,
+    }
+    limits = spot.limits(global_cap)
     try:
-        plan = plan_spot(
+        if od_target is None:
+            plan = plan_spot(
+                history.values(key, before=now),
+                demand,
+                on_demand,
+                economics,
+                limits,
+                spot.traits,
+                **inputs,  # type: ignore[arg-type]
+            )
+            return PolicyPlan(plan), "; ".join(plan.reasons)
+        # Both halves, as the backtest's planner sizes them. The other on-demand workloads
+        # (if any) stay as they run; spot that does not serve, or is leaving under a notice,
+        # is carried on demand meanwhile, and on demand is released only as spot serves.
+        fixed = sum(
+            f.replicas.get(CapacityType.ON_DEMAND, 0)
+            for w, f in figures.items()
+            if w not in (name, od_target[1])
+        )
+        fleet = plan_fleet(
             history.values(key, before=now),
             demand,
-            on_demand,
             economics,
-            spot.limits(global_cap),
+            limits,
             spot.traits,
-            recent_peak_horizon=lead,
-            level_horizon=level,
-            burst_history=history.burst_values(key, before=now) if queue else None,
-            current_burst=burst if queue else None,
+            base_rule=spot.on_demand_base,
+            on_demand_now=on_demand,
+            spot_ready=max(0, target.serving_replicas - target.noticed_replicas),
+            spot_not_serving=target.starting_replicas + target.noticed_replicas,
+            **inputs,  # type: ignore[arg-type]
         )
     except CostEngineError as exc:
         return None, f"planner: {exc}"
-    return plan, "; ".join(plan.reasons)
+    wanted = fleet.on_demand_replicas - fixed
+    most = spot.on_demand_max_replicas or spot.on_demand_min_replicas
+    count = min(max(wanted, spot.on_demand_min_replicas), most)
+    # Below the P50 base is what the Fraction rule chooses: not a warning here.
+    reasons = [
+        r
+        for r in fleet.spot.reasons
+        if not (spot.on_demand_base == "fraction" and BELOW_BASE_WARNING in r)
+    ]
+    if fleet.cover_replicas:
+        reasons.append(
+            f"note: {fleet.cover_replicas} on-demand replica"
+            f"{'s' if fleet.cover_replicas != 1 else ''} for spot that does not serve yet, is "
+            "under a preemption notice, or is yet to replace on demand"
+        )
+    if count != wanted:
+        reasons.append(
+            f"warning: the on-demand plan is {wanted} replicas for {od_target[1]}, held to "
+            f"onDemandMinReplicas..onDemandMaxReplicas ({spot.on_demand_min_replicas}..{most})"
+        )
+    return PolicyPlan(fleet.spot, count), "; ".join(reasons)
 
 
 def notice_note(noticed: int, replacements: int) -> str:
@@ -294,13 +374,22 @@ def with_recommendations(
             continue
         planned.append((policy.namespace, policy.name))
         mine = {w: f for (_, _, w), f in grouped.get(planned[-1], {}).items()}
-        plan, why = plan_for_policy(
+        planned_now, why = policy_plan(
             policy, mine, policy.prices or default_prices, history, now, global_cap
         )
+        od_target = policy.spot.on_demand_target
+        od_key = None if od_target is None else (policy.namespace, policy.name, od_target[1])
+        if od_key is not None and od_key in out:  # absent without a plan (RELIABILITY 1)
+            out[od_key] = replace(
+                out[od_key],
+                on_demand_recommended_replicas=None
+                if planned_now is None
+                else planned_now.on_demand_replicas,
+            )
         key = (policy.namespace, policy.name, policy.spot.target[1])
         if key not in out:
             continue
-        if plan is None:  # absent, not a number from another tick (RELIABILITY 1)
+        if planned_now is None:  # absent, not a number from another tick (RELIABILITY 1)
             out[key] = replace(
                 out[key],
                 spot_recommended_replicas=None,
@@ -309,9 +398,16 @@ def with_recommendations(
                 spot_refusal="",
             )
             continue
+        plan = planned_now.spot
         noticed = out[key].noticed_replicas
-        extra = notice_replacements(plan.spot_replicas, noticed, policy.spot.limits(global_cap))
-        if noticed:
+        # Spot under notice: replaced on spot, or with an on-demand target, covered on demand
+        # (`policy_plan`), as the backtest's planner does.
+        extra = (
+            notice_replacements(plan.spot_replicas, noticed, policy.spot.limits(global_cap))
+            if od_target is None
+            else 0
+        )
+        if noticed and od_target is None:
             why = "; ".join(x for x in (why, notice_note(noticed, extra)) if x)
         out[key] = replace(
             out[key],

@@ -17,6 +17,7 @@ from costoperator.spot import (
     DemandHistory,
     plan_for_policy,
     policy_burst_peaks,
+    policy_plan,
     replica_capacity,
     with_recommendations,
 )
@@ -475,3 +476,99 @@ def test_the_burst_term_reads_the_rate_while_a_spot_replica_is_under_notice() ->
         assert plan is not None
         needed[noticed] = plan.needed_replicas
     assert needed == {0: 3, 1: 2}
+
+
+def od_policy(**spot: object) -> PolicyView:
+    """`policy()` with the on-demand workload as `onDemandTargetRef` (at most 8 replicas)."""
+    spot = {"on_demand_target": ("Deployment", "llama70b"), "on_demand_max_replicas": 8, **spot}
+    return policy(**spot)
+
+
+def test_with_an_on_demand_target_the_planner_sizes_both_halves() -> None:
+    """2,000 tokens/s replicas at 70%, no history. P50 base: the P50 of demand at the target
+    utilization carries it all (5,000 → 4 on demand, no spot). Fraction base: on demand only as
+    the 0.7 spot fraction requires (2 on demand allow 4 spot): 5,000 → 2 + 2, 9,000 → 3 + 4.
+    The spot plan is beside the planned base, not the 2 running."""
+
+    def plan(tps: float, **spot: object) -> tuple[int | None, int]:
+        planned, _ = policy_plan(od_policy(**spot), fleet(tps), PRICES, DemandHistory(), now=1)
+        assert planned is not None
+        return planned.on_demand_replicas, planned.spot.spot_replicas
+
+    assert plan(5000) == (4, 0)
+    assert plan(9000) == (7, 0)
+    assert plan(5000, on_demand_base="fraction") == (2, 2)
+    assert plan(9000, on_demand_base="fraction") == (3, 4)
+    assert plan(1000, on_demand_base="fraction") == (1, 0)  # never below onDemandMinReplicas 1
+    # Held to the workload's limits, with a warning.
+    planned, why = policy_plan(
+        od_policy(on_demand_base="fraction", on_demand_max_replicas=2),
+        fleet(9000),
+        PRICES,
+        DemandHistory(),
+        now=1,
+    )
+    assert planned is not None
+    assert planned.on_demand_replicas == 2
+    assert "the on-demand plan is 3 replicas for llama70b, held to" in why
+    # A target that is not among the policy's workloads (or is the spot one): no plan.
+    for bad in (("Deployment", "other"), ("Deployment", "llama70b-spot")):
+        planned, why = policy_plan(
+            od_policy(on_demand_target=bad), fleet(5000), PRICES, DemandHistory(), now=1
+        )
+        assert planned is None
+        assert "onDemandTargetRef" in why
+
+
+def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() -> None:
+    """Fraction base at 5,000 tokens/s: 2 + 2. One spot replica starting: 3 on demand for it
+    meanwhile; one under a notice: the same, and no spot replacement (the cover is on demand,
+    as in the backtest's planner). Make before break: 4 on demand running and no spot serving
+    yet, on demand stays at 4 until spot serves."""
+    view = od_policy(on_demand_base="fraction")
+
+    def recommend(**spot_state: int) -> tuple[int | None, int | None, str]:
+        tick = {("inference", "llama70b", w): f for w, f in fleet(5000, spot_replicas=2).items()}
+        spot_key = ("inference", "llama70b", "llama70b-spot")
+        serving = spot_state.pop("serving", 2)
+        tick[spot_key] = replace(tick[spot_key], serving_replicas=serving, **spot_state)
+        out = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)
+        od = out[("inference", "llama70b", "llama70b")]
+        sp = out[spot_key]
+        return od.on_demand_recommended_replicas, sp.spot_recommended_replicas, sp.spot_note
+
+    assert recommend()[:2] == (2, 2)
+    od, sp, note = recommend(starting_replicas=1, serving=1)
+    assert (od, sp) == (3, 2)
+    assert "1 on-demand replica for spot that does not serve yet" in note
+    od, sp, note = recommend(noticed_replicas=1)
+    assert (od, sp) == (3, 2)
+    assert "replacement" not in note
+    # Both spot replicas starting: both carried on demand.
+    assert recommend(serving=0, starting_replicas=2)[:2] == (4, 2)
+    # Make before break: 4 on demand run and the 2 spot replicas are not there yet (no pods):
+    # on demand stays at 4 - 0; once both spot replicas serve, it goes to 2.
+    tick = {("inference", "llama70b", w): f for w, f in fleet(5000).items()}
+    tick[("inference", "llama70b", "llama70b")] = figures("llama70b", 4, OD, 5000)
+    out = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)
+    assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas == 4
+    spot_key = ("inference", "llama70b", "llama70b-spot")
+    tick[spot_key] = replace(figures("llama70b-spot", 2, SPOT, 0.0), serving_replicas=2)
+    out = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)
+    assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas == 2
+
+
+def test_the_on_demand_recommendation_goes_with_the_data() -> None:
+    view = od_policy()
+    tick = {("inference", "llama70b", w): f for w, f in fleet(5000).items()}
+    out = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)
+    assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas == 4
+    stale = dict(out)
+    stale[("inference", "llama70b", "llama70b")] = replace(
+        out[("inference", "llama70b", "llama70b")], stale=True
+    )
+    out = with_recommendations([view], stale, PRICES, DemandHistory(), now=40)
+    assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas is None
+    # Without a target the figure stays unset.
+    out = with_recommendations([policy()], tick, PRICES, DemandHistory(), now=10)
+    assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas is None

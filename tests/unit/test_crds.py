@@ -284,6 +284,12 @@ GOOD = {
     "spot off needs no target": llama70b_spot(mode="Off", spotTargetRef=None),
     "min equals max": llama70b_spot(minReplicas=3, maxReplicas=3),
     "no max replicas": llama70b_spot(maxReplicas=None),
+    "on-demand target": llama70b_spot(
+        onDemandTargetRef={"kind": "Deployment", "name": "llama70b"},
+        onDemandMinReplicas=2,
+        onDemandMaxReplicas=6,
+        onDemandBase="Fraction",
+    ),
     "trtllm with metrics": llama70b(
         engine="trtllm",
         metrics={"inputTokens": "trt_in_total", "outputTokens": "trt_out_total"},
@@ -321,6 +327,30 @@ BAD: dict[str, tuple[dict[str, Any], str, str | None]] = {
         "spec.spot",
         "spotTargetRef is required",
     ),
+    "on-demand target without its max": (
+        llama70b_spot(onDemandTargetRef={"kind": "Deployment", "name": "llama70b"}),
+        "spec.spot",
+        "onDemandMaxReplicas is required with onDemandTargetRef",
+    ),
+    "on-demand min > max": (
+        llama70b_spot(onDemandMinReplicas=4, onDemandMaxReplicas=3),
+        "spec.spot",
+        "onDemandMinReplicas must not exceed onDemandMaxReplicas",
+    ),
+    "on-demand target is the spot target": (
+        llama70b_spot(
+            onDemandTargetRef={"kind": "Deployment", "name": "llama70b-spot"},
+            onDemandMaxReplicas=4,
+        ),
+        "spec.spot",
+        "must be different workloads",
+    ),
+    "on-demand min 0": (
+        llama70b_spot(onDemandMinReplicas=0),
+        "spec.spot.onDemandMinReplicas",
+        None,
+    ),
+    "unknown on-demand base": (llama70b_spot(onDemandBase="p50"), "spec.spot.onDemandBase", None),
     "negative price": (
         llama70b(pricing={"usdPerGpuHour": {"onDemand": -2.21}}),
         "spec.pricing.usdPerGpuHour.onDemand",
