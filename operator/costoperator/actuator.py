@@ -28,12 +28,19 @@ The safety rules (RELIABILITY 8-13):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
 from costengine.errors import CostEngineError
-from costengine.spotplan import GovernorLimits, GovernorState, govern, hold
+from costengine.pricing import CapacityType
+from costengine.spotplan import (
+    GovernorLimits,
+    GovernorState,
+    govern,
+    hold,
+    spot_fraction_bound,
+)
 from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.state import ClusterState
 
@@ -59,6 +66,9 @@ class Step:
     direction: str
     """up, down or none."""
     reason: str
+    role: str = "spot"
+    """The workload's role in the policy: spot (`spotTargetRef`) or on-demand
+    (`onDemandTargetRef`)."""
 
 
 def paused(annotations: Mapping[str, str] | None) -> bool:
@@ -81,14 +91,36 @@ def governor_limits(policy: PolicyView, global_cap: int | None) -> GovernorLimit
     )
 
 
+def on_demand_limits(policy: PolicyView) -> GovernorLimits:
+    """The governor's limits for `onDemandTargetRef`: its min and max, the spot workload's
+    step and windows."""
+    spot = policy.spot
+    assert spot is not None
+    most = spot.on_demand_max_replicas or spot.on_demand_min_replicas
+    return GovernorLimits(
+        min_replicas=spot.on_demand_min_replicas,
+        max_replicas=max(most, spot.on_demand_min_replicas),
+        max_step_up=spot.max_step or 2,
+        scale_up_period_s=float(
+            spot.scale_up_stabilization_s if spot.scale_up_stabilization_s is not None else 60
+        ),
+        scale_down_window_s=spot.scale_down_window_s,
+    )
+
+
+SPOT_ROLE, ON_DEMAND_ROLE = "spot", "on-demand"
+
+
 @dataclass
 class Actuator:
-    """Per policy, the governor's state; `decide` is called once per tick per Auto policy."""
+    """Per policy and workload role (spot, on-demand), the governor's state; `decide` (and
+    `decide_on_demand`, `decide_all`) is called once per tick per Auto policy."""
 
     global_cap: int | None = None
-    states: dict[tuple[str, str], GovernorState] = field(default_factory=dict)
-    last: dict[tuple[str, str], StepKind] = field(default_factory=dict)
-    """Per policy, the kind of its previous step (an event marks a change, not every tick)."""
+    states: dict[tuple[str, str, str], GovernorState] = field(default_factory=dict)
+    last: dict[tuple[str, str, str], StepKind] = field(default_factory=dict)
+    """Per policy and role, the kind of its previous step (an event marks a change, not
+    every tick)."""
 
     def forget(self) -> None:
         """Drop every policy's state (this instance stopped leading)."""
@@ -97,14 +129,127 @@ class Actuator:
 
     def forget_except(self, keys: set[tuple[str, str]]) -> None:
         for kept in (self.states, self.last):
-            for key in [k for k in kept if k not in keys]:
+            for key in [k for k in kept if k[:2] not in keys]:
                 del kept[key]
 
     def changed(self, step: Step) -> bool:
-        """Record `step`; whether its kind differs from the policy's previous step."""
-        key = (step.namespace, step.policy)
+        """Record `step`; whether its kind differs from the previous step of its policy and
+        workload role."""
+        key = (step.namespace, step.policy, step.role)
         previous, self.last[key] = self.last.get(key), step.kind
         return previous is not step.kind
+
+    def decide_all(
+        self,
+        policy: PolicyView,
+        figures: Mapping[tuple[str, str, str], WorkloadFigures],
+        cluster: ClusterState,
+        *,
+        annotations: Mapping[str, str] | None,
+        data_ok: bool,
+        now: float,
+        since_scale_up_s: float | None = None,
+        since_on_demand_scale_up_s: float | None = None,
+    ) -> list[Step]:
+        """The policy's steps: the spot workload's, and with `onDemandTargetRef` the on-demand
+        workload's first. With both: a conflict on either holds both (spot is planned beside
+        the planned on-demand base), and the spot step is held to the spot fraction of the
+        on-demand fleet that the on-demand step leaves (a safety bound, applied at once, as
+        the backtest's planner does)."""
+        spot_step = self.decide(
+            policy,
+            figures,
+            cluster,
+            annotations=annotations,
+            data_ok=data_ok,
+            now=now,
+            since_scale_up_s=since_scale_up_s,
+        )
+        spot = policy.spot
+        if spot is None or spot.on_demand_target is None:
+            return [spot_step]
+        od_step = self.decide_on_demand(
+            policy,
+            figures,
+            cluster,
+            annotations=annotations,
+            data_ok=data_ok,
+            now=now,
+            since_scale_up_s=since_on_demand_scale_up_s,
+        )
+        conflicts = [s for s in (od_step, spot_step) if s.kind is StepKind.CONFLICT]
+        if conflicts:
+            reason = "; ".join(s.reason for s in conflicts)
+            return [
+                replace(s, kind=StepKind.CONFLICT, reason=reason, desired=None, direction="none")
+                for s in (od_step, spot_step)
+            ]
+        return [od_step, self._within_fraction(policy, figures, od_step, spot_step)]
+
+    def _within_fraction(
+        self,
+        policy: PolicyView,
+        figures: Mapping[tuple[str, str, str], WorkloadFigures],
+        od_step: Step,
+        spot_step: Step,
+    ) -> Step:
+        spot = policy.spot
+        assert spot is not None
+        if spot_step.current is None or spot_step.kind not in (StepKind.SCALE, StepKind.HOLD):
+            return spot_step
+        on_demand_now = sum(
+            f.replicas.get(CapacityType.ON_DEMAND, 0)
+            for (ns, pol, w), f in figures.items()
+            if (ns, pol) == (policy.namespace, policy.name) and w != spot.target[1]
+        )
+        after = on_demand_now
+        if od_step.kind is StepKind.SCALE and od_step.desired is not None:
+            after += od_step.desired - (od_step.current or 0)
+        bound = spot_fraction_bound(spot.limits(self.global_cap).max_spot_fraction, after)
+        desired = spot_step.desired if spot_step.desired is not None else spot_step.current
+        if bound is None or desired <= bound:
+            return spot_step
+        if bound == spot_step.current:
+            return replace(spot_step, kind=StepKind.HOLD, desired=bound, direction="none")
+        return replace(
+            spot_step,
+            kind=StepKind.SCALE,
+            desired=bound,
+            direction="up" if bound > spot_step.current else "down",
+            reason=f"held to maxSpotFraction beside {after} on-demand replicas",
+        )
+
+    def decide_on_demand(
+        self,
+        policy: PolicyView,
+        figures: Mapping[tuple[str, str, str], WorkloadFigures],
+        cluster: ClusterState,
+        *,
+        annotations: Mapping[str, str] | None,
+        data_ok: bool,
+        now: float,
+        since_scale_up_s: float | None = None,
+    ) -> Step:
+        """The step of `onDemandTargetRef` (`decide`'s rules, its own limits and state)."""
+        spot = policy.spot
+        assert spot is not None
+        assert spot.on_demand_target is not None
+        kind, name = spot.on_demand_target
+        figure = figures.get((policy.namespace, policy.name, name))
+        return self._decide(
+            policy,
+            ON_DEMAND_ROLE,
+            kind,
+            name,
+            None if figure is None else figure.on_demand_recommended_replicas,
+            "" if figure is None else figure.spot_note,
+            on_demand_limits(policy),
+            cluster,
+            annotations=annotations,
+            data_ok=data_ok,
+            now=now,
+            since_scale_up_s=since_scale_up_s,
+        )
 
     def decide(
         self,
@@ -117,13 +262,45 @@ class Actuator:
         now: float,
         since_scale_up_s: float | None = None,
     ) -> Step:
-        """`since_scale_up_s`: the age of the last scale-up recorded in the policy's status,
-        used only when this actuator has no state for the policy yet (after a restart or a
-        change of leader)."""
+        """The spot workload's step. `since_scale_up_s`: the age of the last scale-up recorded
+        in the policy's status, used only when this actuator has no state for the policy yet
+        (after a restart or a change of leader)."""
         spot = policy.spot
         assert spot is not None, "decide() is for policies with spot planning"
         kind, name = spot.target
-        key = (policy.namespace, policy.name)
+        figure = figures.get((policy.namespace, policy.name, name))
+        return self._decide(
+            policy,
+            SPOT_ROLE,
+            kind,
+            name,
+            None if figure is None else figure.spot_recommended_replicas,
+            "" if figure is None else figure.spot_note,
+            governor_limits(policy, self.global_cap),
+            cluster,
+            annotations=annotations,
+            data_ok=data_ok,
+            now=now,
+            since_scale_up_s=since_scale_up_s,
+        )
+
+    def _decide(
+        self,
+        policy: PolicyView,
+        role: str,
+        kind: str,
+        name: str,
+        recommended: int | None,
+        note: str,
+        limits: GovernorLimits,
+        cluster: ClusterState,
+        *,
+        annotations: Mapping[str, str] | None,
+        data_ok: bool,
+        now: float,
+        since_scale_up_s: float | None,
+    ) -> Step:
+        key = (policy.namespace, policy.name, role)
 
         def step(
             what: StepKind,
@@ -133,7 +310,16 @@ class Actuator:
             direction: str = "none",
         ) -> Step:
             return Step(
-                what, policy.namespace, policy.name, kind, name, current, desired, direction, reason
+                what,
+                policy.namespace,
+                policy.name,
+                kind,
+                name,
+                current,
+                desired,
+                direction,
+                reason,
+                role,
             )
 
         scaler = cluster.scaler_of(policy.namespace, kind, name)
@@ -148,7 +334,6 @@ class Actuator:
         if workload is None or workload.replicas is None:
             return step(StepKind.HOLD, f"{kind} {name} not found or has no replica count")
         current = workload.replicas
-        limits = governor_limits(policy, self.global_cap)
         state = self.states.get(key)
         if state is None:
             resumed = (
@@ -157,15 +342,12 @@ class Actuator:
                 else None
             )
             state = GovernorState(last_scale_up_at=resumed)
-        figure = figures.get((policy.namespace, policy.name, name))
-        recommended = figure.spot_recommended_replicas if figure is not None else None
         try:
             if not data_ok or recommended is None:
                 why = (
                     "Prometheus queries failed or were partial"
                     if not data_ok
-                    else (figure.spot_note if figure is not None and figure.spot_note else "")
-                    or "no recommendation"
+                    else note or "no recommendation"
                 )
                 decision = hold(state, current, now, f"holding: {why}", limits)
             else:
@@ -188,8 +370,11 @@ class Actuator:
 class ScaleClient(Protocol):
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None: ...
 
-    def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
-        """Merge `record` into the policy's `status.scaling` (written before the scale)."""
+    def record(
+        self, namespace: str, policy: str, record: Mapping[str, Any], on_demand: bool = False
+    ) -> None:
+        """Merge `record` into the policy's `status.scaling`, or with `on_demand` its
+        `status.onDemandScaling` (written before the scale)."""
         ...
 
 
@@ -215,5 +400,8 @@ class KubernetesScaleClient:
         )
         patch(name, namespace, body, _content_type="application/merge-patch+json")
 
-    def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
-        self._status.patch(namespace, policy, {"scaling": dict(record)})
+    def record(
+        self, namespace: str, policy: str, record: Mapping[str, Any], on_demand: bool = False
+    ) -> None:
+        field = "onDemandScaling" if on_demand else "scaling"
+        self._status.patch(namespace, policy, {field: dict(record)})

@@ -1056,7 +1056,7 @@ def status_patch(status: InferenceCostPolicyStatus) -> dict[str, Any]:
 
 
 #: Status fields the actuator writes itself (before a scale); the summary patch leaves them be.
-_WRITTEN_BY_ACTUATOR = frozenset({"scaling"})
+_WRITTEN_BY_ACTUATOR = frozenset({"scaling", "on_demand_scaling"})
 
 
 # --- CRD generation --------------------------------------------------------------------------

@@ -23,7 +23,14 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from costoperator.actuator import Actuator, KubernetesScaleClient, ScaleClient, StepKind
+from costoperator.actuator import (
+    ON_DEMAND_ROLE,
+    Actuator,
+    KubernetesScaleClient,
+    ScaleClient,
+    Step,
+    StepKind,
+)
 from costoperator.config import OperatorConfig
 from costoperator.crds import (
     API_GROUP,
@@ -265,10 +272,12 @@ async def actuate(
     views: list[PolicyView],
     figures: Mapping[tuple[str, str, str], WorkloadFigures],
 ) -> None:
-    """Auto-mode policies: one governed step each (actuator.py); a scale goes through the
-    workload's `scale` subresource, with an event and a `llmcost_scale_actions_total` count.
-    Holds, pauses and conflicts post an event when they start, not at every tick. Events go
-    out with the policy's status timer (kopf posts events from its handlers' context)."""
+    """Auto-mode policies: one governed step per workload they scale (actuator.py: the spot
+    workload, and `onDemandTargetRef`'s; steps that add replicas go first); a scale goes
+    through the workload's `scale` subresource, with an event and a
+    `llmcost_scale_actions_total` count. Holds, pauses and conflicts post an event when they
+    start, not at every tick. Events go out with the policy's status timer (kopf posts events
+    from its handlers' context)."""
     runtime: Runtime = memo["runtime"]
     actuator: Actuator = memo["actuator"]
     if not leading(memo):  # a standby decides nothing and keeps no governor state
@@ -279,7 +288,8 @@ async def actuate(
     for view in auto:
         key = (view.namespace, view.name)
         recorded = runtime.last_scale_up.get(key)
-        step = actuator.decide(
+        recorded_od = runtime.last_on_demand_scale_up.get(key)
+        steps = actuator.decide_all(
             view,
             figures,
             memo["cluster"],
@@ -287,58 +297,76 @@ async def actuate(
             data_ok=memo["prometheus_ok"],
             now=time.monotonic(),
             since_scale_up_s=None if recorded is None else time.time() - recorded,
+            since_on_demand_scale_up_s=None if recorded_od is None else time.time() - recorded_od,
         )
-        if step.kind is StepKind.CONFLICT:
-            runtime.conflicts[key] = step.reason
+        conflicts = [s.reason for s in steps if s.kind is StepKind.CONFLICT]
+        if conflicts:
+            runtime.conflicts[key] = conflicts[0]
         else:
             runtime.conflicts.pop(key, None)
-        target = f"{step.workload_kind} {step.workload}"
-        changed = actuator.changed(step)
-        if step.kind is StepKind.SCALE and step.desired is not None:
-            if not leading(memo):  # the Lease lapsed during this tick: the next leader decides
-                actuator.forget()
+        # Make before break: the steps that add replicas go first.
+        for step in sorted(steps, key=lambda s: s.direction != "up"):
+            if not await _carry_out(memo, runtime, actuator, view, step):
                 return
-            # The record's time is the decision's (taken before the client may be made).
-            stamp = dt.datetime.now(dt.UTC)
-            scaler: ScaleClient | None = memo.get("scaler")
-            try:
-                if scaler is None:
-                    scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
-                # Write-ahead: the record lands before the scale, so a process killed between
-                # the two still leaves its successor the step period to respect.
-                up = step.direction == "up"
-                record = ScalingRecord(
-                    last_scale_time=stamp,
-                    last_scale_up_time=stamp if up else None,  # unset: the merge keeps the last
-                    workload=f"{step.workload_kind}/{step.workload}",
-                    from_replicas=step.current or 0,
-                    to_replicas=step.desired,
-                    holder=memo["elector"].identity,
-                )
-                if up:
-                    runtime.last_scale_up[key] = stamp.timestamp()
-                await asyncio.to_thread(scaler.record, view.namespace, view.name, to_wire(record))
-                await asyncio.to_thread(
-                    scaler.scale, step.workload_kind, view.namespace, step.workload, step.desired
-                )
-            except Exception as exc:  # the API refused or is away: hold, say so, go on
-                log.warning("scaling %s/%s failed: %s", view.namespace, step.workload, exc)
-                runtime.post(key, "Warning", "ScaleFailed", f"{target}: {exc}"[:500])
-                continue
-            memo["self_metrics"].scale_actions.labels(step.direction, "auto").inc()
-            runtime.post(
-                key,
-                "Normal",
-                "ScaledUp" if step.direction == "up" else "ScaledDown",
-                f"{target}: {step.current} → {step.desired} replicas ({step.reason})",
+
+
+async def _carry_out(
+    memo: kopf.Memo, runtime: Runtime, actuator: Actuator, view: PolicyView, step: Step
+) -> bool:
+    """One step of `actuate`; False when this instance stopped leading (stop the tick)."""
+    key = (view.namespace, view.name)
+    on_demand = step.role == ON_DEMAND_ROLE
+    target = f"{step.workload_kind} {step.workload}"
+    changed = actuator.changed(step)
+    if step.kind is StepKind.SCALE and step.desired is not None:
+        if not leading(memo):  # the Lease lapsed during this tick: the next leader decides
+            actuator.forget()
+            return False
+        # The record's time is the decision's (taken before the client may be made).
+        stamp = dt.datetime.now(dt.UTC)
+        scaler: ScaleClient | None = memo.get("scaler")
+        try:
+            if scaler is None:
+                scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+            # Write-ahead: the record lands before the scale, so a process killed between
+            # the two still leaves its successor the step period to respect.
+            up = step.direction == "up"
+            record = ScalingRecord(
+                last_scale_time=stamp,
+                last_scale_up_time=stamp if up else None,  # unset: the merge keeps the last
+                workload=f"{step.workload_kind}/{step.workload}",
+                from_replicas=step.current or 0,
+                to_replicas=step.desired,
+                holder=memo["elector"].identity,
             )
-        elif changed and step.kind is not StepKind.HOLD:
-            runtime.post(
-                key,
-                "Warning" if step.kind is StepKind.CONFLICT else "Normal",
-                "ScalingConflict" if step.kind is StepKind.CONFLICT else "ScalingPaused",
-                f"{target}: {step.reason}",
+            if up:
+                ups = runtime.last_on_demand_scale_up if on_demand else runtime.last_scale_up
+                ups[key] = stamp.timestamp()
+            await asyncio.to_thread(
+                scaler.record, view.namespace, view.name, to_wire(record), on_demand
             )
+            await asyncio.to_thread(
+                scaler.scale, step.workload_kind, view.namespace, step.workload, step.desired
+            )
+        except Exception as exc:  # the API refused or is away: hold, say so, go on
+            log.warning("scaling %s/%s failed: %s", view.namespace, step.workload, exc)
+            runtime.post(key, "Warning", "ScaleFailed", f"{target}: {exc}"[:500])
+            return True
+        memo["self_metrics"].scale_actions.labels(step.direction, "auto").inc()
+        runtime.post(
+            key,
+            "Normal",
+            "ScaledUp" if step.direction == "up" else "ScaledDown",
+            f"{target}: {step.current} → {step.desired} replicas ({step.reason})",
+        )
+    elif changed and step.kind is not StepKind.HOLD:
+        runtime.post(
+            key,
+            "Warning" if step.kind is StepKind.CONFLICT else "Normal",
+            "ScalingConflict" if step.kind is StepKind.CONFLICT else "ScalingPaused",
+            f"{target}: {step.reason}",
+        )
+    return True
 
 
 # --- the cluster picture (watched only: no finalizers, no annotations) -----------------------

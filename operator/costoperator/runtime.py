@@ -113,6 +113,8 @@ class Runtime:
     last_scale_up: dict[PolicyKey, float] = field(default_factory=dict)
     """Per policy, the wall time (epoch s) of the last scale-up in its `status.scaling`: what
     a restarted operator or a new leader resumes the scale-up period from."""
+    last_on_demand_scale_up: dict[PolicyKey, float] = field(default_factory=dict)
+    """The same for `onDemandTargetRef`, from `status.onDemandScaling`."""
     spot_told: dict[PolicyKey, SpotTold] = field(default_factory=dict)
     """Per Recommend-mode policy, what its last spot events said (`recommend_events`)."""
 
@@ -139,18 +141,21 @@ class Runtime:
         actuator resumes from: the last scale-up recorded in its status."""
         meta = body.get("metadata") or {}
         self.annotations[(namespace, name)] = dict(meta.get("annotations") or {})
-        scaling = (body.get("status") or {}).get("scaling")
-        if not scaling:
-            return
-        try:
-            up = parse_scaling_record(scaling).last_scale_up_time
-        except PolicySpecError:  # not ours to fix; without a record the period starts afresh
-            return
-        if up is not None:
-            when = up.timestamp()
-            self.last_scale_up[(namespace, name)] = max(
-                when, self.last_scale_up.get((namespace, name), when)
-            )
+        status = body.get("status") or {}
+        for field_name, ups in (
+            ("scaling", self.last_scale_up),
+            ("onDemandScaling", self.last_on_demand_scale_up),
+        ):
+            scaling = status.get(field_name)
+            if not scaling:
+                continue
+            try:
+                up = parse_scaling_record(scaling).last_scale_up_time
+            except PolicySpecError:  # not ours to fix; without a record the period restarts
+                continue
+            if up is not None:
+                when = up.timestamp()
+                ups[(namespace, name)] = max(when, ups.get((namespace, name), when))
 
     def post(self, key: PolicyKey, event_type: str, reason: str, message: str) -> None:
         """Queue an event on the policy; at most 20 wait (older ones are dropped)."""
@@ -212,6 +217,7 @@ class Runtime:
         self.events.pop(key, None)
         self.conflicts.pop(key, None)
         self.last_scale_up.pop(key, None)
+        self.last_on_demand_scale_up.pop(key, None)
         self.spot_told.pop(key, None)
 
     def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:

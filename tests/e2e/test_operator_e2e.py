@@ -409,9 +409,37 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
     assert wait_for(lambda: (replicas() or 0) >= planned + 1, 30)
     stack.cluster.patch("nodes", node, {"spec": {"taints": None}})
     assert wait_for(lambda: "preemption notice" not in spot_note(), 30)
+    assert (replicas() or 0) >= planned + 1
+
+    # The on-demand Deployment as onDemandTargetRef, at least 3 replicas: the planner's count
+    # for it lands in the status, and Auto mode scales it (from 2) through its own `scale`
+    # subresource, with its own record (status.onDemandScaling). Dropped again afterwards.
+    def od_replicas() -> int | None:
+        body = stack.cluster.get("deployments", "llama70b", namespace="inference") or {}
+        return (body.get("spec") or {}).get("replicas")
+
+    def status() -> dict[str, Any]:
+        body = stack.cluster.get("icp", "llama70b", namespace="inference") or {}
+        return dict(body.get("status") or {})
+
+    assert od_replicas() == 2
+    od_ref = {"kind": "Deployment", "name": "llama70b"}
+    auto(onDemandTargetRef=od_ref, onDemandMinReplicas=3, onDemandMaxReplicas=4)
+    assert wait_for(lambda: (od_replicas() or 0) >= 3, 30)
+    assert wait_for(lambda: (status().get("recommendedOnDemandReplicas") or 0) >= 3, 30)
+    assert wait_for(lambda: status().get("onDemandScaling") is not None, 15)
+    assert status()["onDemandScaling"]["workload"] == "Deployment/llama70b"
+    assert status()["onDemandScaling"]["fromReplicas"] == 2
+    assert (status().get("scaling") or {}).get("workload") == "Deployment/llama70b-spot"
+    assert any(
+        "Deployment llama70b: 2 → " in e.get("message", "")
+        for e in stack.cluster.list("events", namespace="inference")
+        if e.get("reason") == "ScaledUp"
+    )
+    auto(onDemandTargetRef=None, onDemandMinReplicas=None, onDemandMaxReplicas=None)
+    assert wait_for(lambda: status().get("recommendedOnDemandReplicas") is None, 30)
     held = replicas()
     assert held is not None
-    assert held >= planned + 1
 
     stack.cluster.patch(
         "icp",

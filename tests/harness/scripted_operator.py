@@ -74,8 +74,10 @@ def scripted_tick(_client: Any, views: list[PolicyView], *_args: Any) -> TickRep
 
 
 class ScriptedScaleClient(KubernetesScaleClient):
-    def record(self, namespace: str, policy: str, record: Mapping[str, Any]) -> None:
-        super().record(namespace, policy, record)
+    def record(
+        self, namespace: str, policy: str, record: Mapping[str, Any], on_demand: bool = False
+    ) -> None:
+        super().record(namespace, policy, record, on_demand)
         # `at`: the record's own time, taken right after the decision (the log line's `t`
         # comes after the PATCH, whose latency varies).
         at = dt.datetime.fromisoformat(record["lastScaleTime"]).timestamp()

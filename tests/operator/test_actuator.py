@@ -176,3 +176,127 @@ def test_alternating_recommendations_change_replicas_a_few_times_an_hour(
     ]
     assert [s.direction for s in scales] == ["up"] * len(scales)  # never back down
     assert len(scales) <= 4  # 1 → 3 → 5 → 7 → 8
+
+
+# --- with an on-demand target (spec.spot.onDemandTargetRef) ------------------------------------
+
+OD = "llama70b"
+
+
+def od_policy(**spot: Any) -> PolicyView:
+    return policy(
+        on_demand_target=("Deployment", OD),
+        on_demand_min_replicas=1,
+        on_demand_max_replicas=6,
+        max_spot_fraction=0.7,
+        **spot,
+    )
+
+
+def both(spot: int | None, on_demand: int | None, od_running: int) -> dict[Any, Any]:
+    out = figures(spot)
+    out[(NS, "llama70b", OD)] = replace(
+        out[(NS, "llama70b", SPOT)],
+        workload=OD,
+        hourly_cost_usd={CapacityType.ON_DEMAND: 8.84 * od_running},
+        gpus={CapacityType.ON_DEMAND: 4.0 * od_running},
+        replicas={CapacityType.ON_DEMAND: od_running},
+        spot_recommended_replicas=None,
+        on_demand_recommended_replicas=on_demand,
+    )
+    return out
+
+
+@pytest.fixture
+def fleet() -> ClusterState:
+    state = ClusterState()
+    state.upsert_workload("Deployment", deployment(SPOT, 1))
+    state.upsert_workload("Deployment", deployment(OD, 3))
+    return state
+
+
+def decide_all(
+    actuator: Actuator,
+    cluster: ClusterState,
+    spot: int | None,
+    on_demand: int | None,
+    now: float,
+    view: PolicyView | None = None,
+    **kw: Any,
+) -> dict[str, Step]:
+    running = cluster.workload(NS, "Deployment", OD)
+    assert running is not None
+    steps = actuator.decide_all(
+        view or od_policy(),
+        both(spot, on_demand, running.replicas or 0),
+        cluster,
+        annotations=kw.get("annotations"),
+        data_ok=kw.get("data_ok", True),
+        now=now,
+    )
+    for step in steps:
+        if step.kind is StepKind.SCALE:
+            cluster.upsert_workload("Deployment", deployment(step.workload, step.desired or 0))
+    return {s.role: s for s in steps}
+
+
+def test_the_on_demand_target_gets_its_own_governed_step(fleet: ClusterState) -> None:
+    """Its own limits (1..6) and step limit (+2 a period), its own state: the spot step's
+    period does not hold it back, nor it the spot step's."""
+    actuator = Actuator()
+    steps = decide_all(actuator, fleet, 2, 6, now=0)
+    assert (steps["on-demand"].kind, steps["on-demand"].desired) == (StepKind.SCALE, 5)
+    assert (steps["spot"].kind, steps["spot"].desired) == (StepKind.SCALE, 2)
+    steps = decide_all(actuator, fleet, 3, 9, now=30)  # within both periods: held
+    assert steps["on-demand"].desired == 5
+    assert steps["spot"].desired == 2
+    steps = decide_all(actuator, fleet, 3, 9, now=90)
+    assert steps["on-demand"].desired == 6  # onDemandMaxReplicas
+    assert steps["spot"].desired == 3
+    # Scale-down waits out the window, per role.
+    steps = decide_all(actuator, fleet, 0, 1, now=120)
+    assert steps["on-demand"].kind is StepKind.HOLD
+    assert steps["spot"].kind is StepKind.HOLD
+    steps = decide_all(actuator, fleet, 0, 1, now=400)
+    assert (steps["on-demand"].desired, steps["spot"].desired) == (1, 0)
+    assert actuator.changed(steps["on-demand"])  # each role keeps its own previous kind
+    assert actuator.changed(steps["spot"])
+
+
+def test_spot_is_held_to_the_fraction_of_the_on_demand_fleet_left(fleet: ClusterState) -> None:
+    """3 on demand allow 7 spot at 0.7; a spot recommendation of 8 with the on-demand step
+    held at 3 (its window): spot goes to 7, not 8. And when on demand falls, spot above the
+    new bound comes down at once (a safety bound), not after the window."""
+    actuator = Actuator()
+    fleet.upsert_workload("Deployment", deployment(SPOT, 6))
+    steps = decide_all(actuator, fleet, 8, 3, now=0)
+    assert steps["on-demand"].kind is StepKind.HOLD
+    assert steps["spot"].desired == 7
+    assert "maxSpotFraction" in steps["spot"].reason
+    # 400 s later the on-demand fleet falls to 1 (its window passed): 2 spot at most beside it.
+    decide_all(actuator, fleet, 7, 3, now=100)
+    steps = decide_all(actuator, fleet, 7, 1, now=500)
+    assert steps["on-demand"].desired == 1
+    assert (steps["spot"].kind, steps["spot"].desired) == (StepKind.SCALE, 2)
+    assert steps["spot"].direction == "down"
+
+
+def test_an_autoscaler_on_the_on_demand_target_holds_both(fleet: ClusterState) -> None:
+    spec = {"scaleTargetRef": {"kind": "Deployment", "name": OD}}
+    fleet.upsert_scaler(
+        "HorizontalPodAutoscaler", {"metadata": {"namespace": NS, "name": "base"}, "spec": spec}
+    )
+    steps = decide_all(Actuator(), fleet, 4, 5, now=0)
+    assert {s.kind for s in steps.values()} == {StepKind.CONFLICT}
+    assert all("HorizontalPodAutoscaler/base" in s.reason for s in steps.values())
+    assert all(s.desired is None for s in steps.values())
+
+
+def test_pause_and_missing_data_hold_the_on_demand_target_too(fleet: ClusterState) -> None:
+    paused = decide_all(Actuator(), fleet, 4, 5, now=0, annotations={PAUSE_ANNOTATION: "true"})
+    assert {s.kind for s in paused.values()} == {StepKind.PAUSED}
+    lost = decide_all(Actuator(), fleet, 4, 1, now=0, data_ok=False)
+    assert lost["on-demand"].kind is StepKind.HOLD
+    assert lost["on-demand"].current == 3  # never scaled down on no data
+    unknown = decide_all(Actuator(), fleet, 4, None, now=0)
+    assert unknown["on-demand"].kind is StepKind.HOLD

@@ -772,3 +772,18 @@ def test_status_patch_replaces_the_stored_status() -> None:
 def test_status_never_carries_nan() -> None:
     with pytest.raises(ValueError, match="finite"):
         InferenceCostPolicyStatus(usd_per_million_tokens=float("nan"))
+
+
+def test_the_summary_patch_leaves_the_actuators_records_be() -> None:
+    """`scaling` and `onDemandScaling` are written by the actuator before each scale; the
+    periodic summary patch must not null them, or a restart would lose the step period."""
+    record = {
+        "lastScaleTime": "2026-12-07T00:00:00+00:00",
+        "workload": "Deployment/llama70b",
+        "fromReplicas": 2,
+        "toReplicas": 3,
+    }
+    stored = {**to_wire(full_status()), "scaling": record, "onDemandScaling": record}
+    after = merge_patch(stored, status_patch(InferenceCostPolicyStatus(workloads=1)))
+    assert after["scaling"] == after["onDemandScaling"] == record
+    assert "usdPerMillionTokens" not in after
