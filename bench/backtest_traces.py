@@ -1,7 +1,8 @@
 """The spot backtest on the three shared request traces; prints JSON.
 
     python bench/backtest_traces.py [--speedup 1 --speedup 24] [--out DIR]
-        [--oracle-utilization U] [--planner-base p50|market|fraction|operator]
+        [--oracle-utilization U]
+        [--planner-base p50|market|fraction|operator|operator-p50|operator-fraction]
         [--planner-recent-peak] [--planner-no-level] [--preemption-offset-s S]
         [--preemption-notice-s S]
 

@@ -118,6 +118,11 @@ The policies
      plan beside it plus a spot replacement for each noticed replica the plan keeps
      (`costengine.spotplan.notice_replacements`, as `llmcost run` asks for at a notice taint;
      this market is one pool, so a replacement starts only where it has room).
+     ``operator-p50`` and ``operator-fraction`` are the live operator with
+     ``spec.spot.onDemandTargetRef`` (``onDemandBase`` P50 or Fraction): both halves from
+     `costengine.spotplan.plan_fleet` each tick (the base, raised, cover for spot that is
+     missing or under notice, make before break) with the configured interruption rate,
+     each through its governor, spot held at once to the fraction of the on-demand fleet.
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
   most (RELIABILITY 9); the spot fraction is re-applied after governing, as a safety bound.
@@ -161,6 +166,7 @@ from costengine.spotplan import (
     govern,
     notice_replacements,
     on_demand_needed,
+    plan_fleet,
     plan_spot,
     serviceable_rate,
     spot_fraction_bound,
@@ -170,8 +176,15 @@ from costengine.tenancy import _quantile
 POLICIES = ("on_demand_peak", "seed_hybrid", "reactive", "planner", "oracle")
 """Policy names, in the order they are reported."""
 
-PlannerBase = Literal["p50", "market", "fraction", "operator"]
-PLANNER_BASES: tuple[PlannerBase, ...] = ("p50", "market", "fraction", "operator")
+PlannerBase = Literal["p50", "market", "fraction", "operator", "operator-p50", "operator-fraction"]
+PLANNER_BASES: tuple[PlannerBase, ...] = (
+    "p50",
+    "market",
+    "fraction",
+    "operator",
+    "operator-p50",
+    "operator-fraction",
+)
 """The planner's on-demand base rules (the module, mechanism 5)."""
 
 SECONDS_PER_HOUR = 3600.0
@@ -653,9 +666,59 @@ class PlannerPolicy:
         self.decisions.append((od, sp.desired))
         return od, sp.desired
 
+    def _decide_as_the_operator_with_its_base(self, obs: Observation) -> tuple[int, int]:
+        """``operator-p50`` and ``operator-fraction``: `plan_fleet`, as `llmcost run` plans
+        a policy with `onDemandTargetRef`, and Auto mode's two governed steps."""
+        start = not self.decisions
+        queue = self._queue_is_ours(obs)
+        fleet = plan_fleet(
+            obs.history_tokens_per_second,
+            obs.demand_tokens_per_second,
+            self.economics,
+            self.limits,
+            base_rule=self.base.removeprefix("operator-"),
+            on_demand_now=obs.on_demand.existing,
+            spot_ready=max(0, obs.spot.ready - obs.spot_noticed),
+            spot_not_serving=max(0, obs.spot.desired - obs.spot.ready) + obs.spot_noticed,
+            recent_peak_horizon=self.recent_peak_horizon,
+            level_horizon=self.level_horizon,
+            burst_history=obs.burst_history if queue else None,
+            current_burst=obs.burst_tokens_per_second if queue else None,
+        )
+        # The base goes through the governor; the cover is added after it, at once (released
+        # as spot serves, not held by the window), as Auto mode does.
+        od_wanted = self.on_demand_limits.clamp(fleet.base_replicas)
+        b = govern(
+            self._od_state,
+            od_wanted if start else self._base_now,
+            od_wanted,
+            obs.now_s,
+            self.on_demand_limits,
+        )
+        self._od_state = b.state
+        self._base_now = b.desired
+        b = replace(b, desired=self.on_demand_limits.clamp(b.desired + fleet.cover_replicas))
+        spot_wanted = self.spot_limits.clamp(fleet.spot.spot_replicas)
+        sp = govern(
+            self._spot_state,
+            spot_wanted if start else obs.spot.desired,
+            spot_wanted,
+            obs.now_s,
+            self.spot_limits,
+        )
+        self._spot_state = sp.state
+        spot = sp.desired
+        bound = spot_fraction_bound(self.limits.max_spot_fraction, b.desired)
+        if bound is not None:
+            spot = min(spot, bound)
+        self.decisions.append((b.desired, spot))
+        return b.desired, spot
+
     def decide(self, obs: Observation) -> tuple[int, int]:
         if self.base == "operator":
             return self._decide_as_the_operator(obs)
+        if self.base in ("operator-p50", "operator-fraction"):
+            return self._decide_as_the_operator_with_its_base(obs)
         start = not self.decisions
         # Spot priced with the market seen so far: plan_spot recommends no spot when covering
         # its interruptions on demand would cost more than running on demand.

@@ -121,14 +121,17 @@ class Actuator:
     last: dict[tuple[str, str, str], StepKind] = field(default_factory=dict)
     """Per policy and role, the kind of its previous step (an event marks a change, not
     every tick)."""
+    covers: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """Per policy and role, the cover included in the count it last asked for."""
 
     def forget(self) -> None:
         """Drop every policy's state (this instance stopped leading)."""
         self.states.clear()
         self.last.clear()
+        self.covers.clear()
 
     def forget_except(self, keys: set[tuple[str, str]]) -> None:
-        for kept in (self.states, self.last):
+        for kept in (self.states, self.last, self.covers):
             for key in [k for k in kept if k[:2] not in keys]:
                 del kept[key]
 
@@ -249,6 +252,7 @@ class Actuator:
             data_ok=data_ok,
             now=now,
             since_scale_up_s=since_scale_up_s,
+            cover=0 if figure is None else figure.on_demand_cover_replicas,
         )
 
     def decide(
@@ -299,7 +303,9 @@ class Actuator:
         data_ok: bool,
         now: float,
         since_scale_up_s: float | None,
+        cover: int = 0,
     ) -> Step:
+        """`recommended` includes `cover` replicas that the governor does not hold."""
         key = (policy.namespace, policy.name, role)
 
         def step(
@@ -342,6 +348,14 @@ class Actuator:
                 else None
             )
             state = GovernorState(last_scale_up_at=resumed)
+        # The cover (on demand for spot that does not serve) is added after the governor, at
+        # once and in full: it replaces capacity the fleet lost or has yet to gain, so the
+        # fleet does not grow by it, and a market that takes several spot replicas at once
+        # must not wait out step periods (the backtest's storms: 0.45-4.7% of tokens short
+        # with the cover at a step's worth, 0% without). Its release as spot serves is not
+        # held by the scale-down window. The governor sees the count without the cover it
+        # added last time.
+        previous_cover = self.covers.get(key, 0)
         try:
             if not data_ok or recommended is None:
                 why = (
@@ -350,20 +364,32 @@ class Actuator:
                     else note or "no recommendation"
                 )
                 decision = hold(state, current, now, f"holding: {why}", limits)
+                desired, cover_now = decision.desired, previous_cover
             else:
-                decision = govern(state, current, recommended, now, limits)
+                base_now = max(0, current - previous_cover)
+                decision = govern(state, base_now, recommended - cover, now, limits)
+                desired = limits.clamp(decision.desired + cover)
+                cover_now = desired - decision.desired
         except CostEngineError as exc:  # e.g. a clock that went backwards: start afresh
             self.states.pop(key, None)
+            self.covers.pop(key, None)
             return step(StepKind.HOLD, f"governor: {exc}", current)
         self.states[key] = decision.state
-        if decision.desired == current:
-            return step(StepKind.HOLD, decision.reason, current, current)
+        if cover_now:
+            self.covers[key] = cover_now
+        else:
+            self.covers.pop(key, None)
+        reason = decision.reason
+        if cover_now:
+            reason = f"{reason}; {cover_now} of them cover spot that does not serve"
+        if desired == current:
+            return step(StepKind.HOLD, reason, current, current)
         return step(
             StepKind.SCALE,
-            decision.reason,
+            reason,
             current,
-            decision.desired,
-            decision.direction,
+            desired,
+            "up" if desired > current else "down",
         )
 
 

@@ -244,6 +244,8 @@ class WorkloadFigures:
     spot_projected_savings_usd_per_hour: float | None = None
     on_demand_recommended_replicas: int | None = None
     """On the workload of `spec.spot.onDemandTargetRef`: the planner's count for it."""
+    on_demand_cover_replicas: int = 0
+    """Of that count, the cover for spot that does not serve (`spot.PolicyPlan`)."""
     spot_note: str = ""
     """Why there is no recommendation, or the planner's warnings."""
     spot_refusal: str = ""

@@ -198,6 +198,9 @@ class PolicyPlan:
     on_demand_replicas: int | None = None
     """With `onDemandTargetRef`: the count for that workload (`plan_fleet`'s on-demand fleet
     less the other on-demand workloads' replicas, within its limits); else None."""
+    on_demand_cover: int = 0
+    """Of `on_demand_replicas`, the cover (`FleetPlan.cover_replicas`): Auto mode adds it
+    after the governor, so its release is not held by the scale-down window."""
 
 
 def plan_for_policy(
@@ -319,7 +322,12 @@ def policy_plan(
         return None, f"planner: {exc}"
     wanted = fleet.on_demand_replicas - fixed
     most = spot.on_demand_max_replicas or spot.on_demand_min_replicas
-    count = min(max(wanted, spot.on_demand_min_replicas), most)
+
+    def within(n: int) -> int:
+        return min(max(n, spot.on_demand_min_replicas), most)
+
+    count = within(wanted)
+    od_base = within(fleet.base_replicas - fixed)
     # Below the P50 base is what the Fraction rule chooses: not a warning here.
     reasons = [
         r
@@ -337,7 +345,7 @@ def policy_plan(
             f"warning: the on-demand plan is {wanted} replicas for {od_target[1]}, held to "
             f"onDemandMinReplicas..onDemandMaxReplicas ({spot.on_demand_min_replicas}..{most})"
         )
-    return PolicyPlan(fleet.spot, count), "; ".join(reasons)
+    return PolicyPlan(fleet.spot, count, max(0, count - od_base)), "; ".join(reasons)
 
 
 def notice_note(noticed: int, replacements: int) -> str:
@@ -385,6 +393,7 @@ def with_recommendations(
                 on_demand_recommended_replicas=None
                 if planned_now is None
                 else planned_now.on_demand_replicas,
+                on_demand_cover_replicas=0 if planned_now is None else planned_now.on_demand_cover,
             )
         key = (policy.namespace, policy.name, policy.spot.target[1])
         if key not in out:

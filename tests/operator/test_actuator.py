@@ -193,7 +193,9 @@ def od_policy(**spot: Any) -> PolicyView:
     )
 
 
-def both(spot: int | None, on_demand: int | None, od_running: int) -> dict[Any, Any]:
+def both(
+    spot: int | None, on_demand: int | None, od_running: int, cover: int = 0
+) -> dict[Any, Any]:
     out = figures(spot)
     out[(NS, "llama70b", OD)] = replace(
         out[(NS, "llama70b", SPOT)],
@@ -203,6 +205,7 @@ def both(spot: int | None, on_demand: int | None, od_running: int) -> dict[Any, 
         replicas={CapacityType.ON_DEMAND: od_running},
         spot_recommended_replicas=None,
         on_demand_recommended_replicas=on_demand,
+        on_demand_cover_replicas=cover,
     )
     return out
 
@@ -228,7 +231,7 @@ def decide_all(
     assert running is not None
     steps = actuator.decide_all(
         view or od_policy(),
-        both(spot, on_demand, running.replicas or 0),
+        both(spot, on_demand, running.replicas or 0, kw.get("cover", 0)),
         cluster,
         annotations=kw.get("annotations"),
         data_ok=kw.get("data_ok", True),
@@ -300,3 +303,22 @@ def test_pause_and_missing_data_hold_the_on_demand_target_too(fleet: ClusterStat
     assert lost["on-demand"].current == 3  # never scaled down on no data
     unknown = decide_all(Actuator(), fleet, 4, None, now=0)
     assert unknown["on-demand"].kind is StepKind.HOLD
+
+
+def test_the_on_demand_cover_comes_at_once_and_goes_as_spot_serves(fleet: ClusterState) -> None:
+    """The cover (on demand for spot that does not serve) is added after the governor, at
+    once and in full (it replaces lost capacity: the fleet does not grow by it), and released
+    without waiting out the window; the base part is governed as ever."""
+    actuator = Actuator()
+    steps = decide_all(actuator, fleet, 2, 3, now=0)  # base 3, as it runs
+    assert steps["on-demand"].kind is StepKind.HOLD
+    steps = decide_all(actuator, fleet, 2, 5, now=10, cover=2)  # 2 spot replicas starting
+    assert (steps["on-demand"].desired, steps["on-demand"].direction) == (5, "up")
+    assert "2 of them cover spot" in steps["on-demand"].reason
+    steps = decide_all(actuator, fleet, 4, 6, now=20, cover=3)  # within the step period
+    assert steps["on-demand"].desired == 6  # 3 + 3, onDemandMaxReplicas
+    steps = decide_all(actuator, fleet, 2, 3, now=40)  # spot serves: the cover goes at once
+    assert (steps["on-demand"].desired, steps["on-demand"].direction) == (3, "down")
+    # A base that falls still waits out the window.
+    steps = decide_all(actuator, fleet, 2, 1, now=50)
+    assert steps["on-demand"].kind is StepKind.HOLD

@@ -310,3 +310,32 @@ def test_a_condition_flip_is_written_even_over_budget() -> None:
     assert rt.status_patch_due(key, busier, 0.5, 0.0, budget) is None  # bucket empty
     stale = rt.status_for(key, [figures(8.84, None, None)], False, NOW)
     assert rt.status_patch_due(key, stale, 0.6, 0.0, budget) is not None  # Stale flipped
+
+
+def test_both_scaling_records_are_read_back_for_the_step_period() -> None:
+    """A restarted operator or a new leader resumes each workload's scale-up period from its
+    own record: `status.scaling` (spot) and `status.onDemandScaling` (onDemandTargetRef)."""
+    rt = Runtime()
+
+    def record(at: str, up: str | None) -> dict[str, Any]:
+        out = {"lastScaleTime": at, "workload": "Deployment/x", "fromReplicas": 1, "toReplicas": 2}
+        return out if up is None else {**out, "lastScaleUpTime": up}
+
+    spot_up, od_up = "2026-12-07T00:00:10+00:00", "2026-12-07T00:00:40+00:00"
+    body = {
+        "metadata": {"annotations": {}},
+        "status": {"scaling": record(spot_up, spot_up), "onDemandScaling": record(od_up, od_up)},
+    }
+    rt.remember_object("inference", "llama70b", body)
+    key = ("inference", "llama70b")
+    assert rt.last_scale_up[key] == dt.datetime.fromisoformat(spot_up).timestamp()
+    assert rt.last_on_demand_scale_up[key] == dt.datetime.fromisoformat(od_up).timestamp()
+    # A garbled on-demand record leaves the spot one alone (that period restarts afresh).
+    garbled = {"metadata": {}, "status": {"scaling": record(spot_up, spot_up),
+                                          "onDemandScaling": {"toReplicas": "many"}}}  # fmt: skip
+    fresh = Runtime()
+    fresh.remember_object("inference", "llama70b", garbled)
+    assert key in fresh.last_scale_up
+    assert key not in fresh.last_on_demand_scale_up
+    rt.delete_policy("inference", "llama70b")
+    assert key not in rt.last_on_demand_scale_up

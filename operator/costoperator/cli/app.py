@@ -939,6 +939,8 @@ class PlannerBaseRule(StrEnum):
     market = "market"
     fraction = "fraction"
     operator = "operator"
+    operator_p50 = "operator-p50"
+    operator_fraction = "operator-fraction"
 
 
 @app.command()
@@ -1096,7 +1098,9 @@ def backtest(
             "requires (the on-demand cover asked for at a preemption notice guards typical "
             "traffic); operator: the live operator's shape, which scales only the spot "
             "workload: on demand fixed at seed_hybrid's base, spot planned beside it with a "
-            "spot replacement for each replica under notice. Default: fraction "
+            "spot replacement for each replica under notice; operator-p50 and "
+            "operator-fraction: the live operator with spec.spot.onDemandTargetRef "
+            "(onDemandBase P50 or Fraction), both halves planned each tick. Default: fraction "
             "when --preemption-notice-s is at least --cold-start-s (the cover serves before "
             "spot goes), else p50; without such a notice market and fraction are cheaper in a "
             "calm market and short of tokens when a storm follows one.",
