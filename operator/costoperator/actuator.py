@@ -187,6 +187,9 @@ class Actuator:
                 replace(s, kind=StepKind.CONFLICT, reason=reason, desired=None, direction="none")
                 for s in (od_step, spot_step)
             ]
+        od_figure = figures.get((policy.namespace, policy.name, spot.on_demand_target[1]))
+        if not data_ok or od_figure is None or od_figure.on_demand_recommended_replicas is None:
+            return [od_step, spot_step]  # holding: no data is never a reason to scale down
         return [od_step, self._within_fraction(policy, figures, od_step, spot_step)]
 
     def _within_fraction(

@@ -301,6 +301,12 @@ def test_pause_and_missing_data_hold_the_on_demand_target_too(fleet: ClusterStat
     lost = decide_all(Actuator(), fleet, 4, 1, now=0, data_ok=False)
     assert lost["on-demand"].kind is StepKind.HOLD
     assert lost["on-demand"].current == 3  # never scaled down on no data
+    # Nor spot by the fraction bound: 1 on demand running allows 2, 6 run; on no data, held.
+    fleet.upsert_workload("Deployment", deployment(SPOT, 6))
+    fleet.upsert_workload("Deployment", deployment(OD, 1))
+    lost = decide_all(Actuator(), fleet, 6, 1, now=0, data_ok=False)
+    assert (lost["spot"].kind, lost["spot"].current) == (StepKind.HOLD, 6)
+    assert decide_all(Actuator(), fleet, 6, 1, now=0)["spot"].desired == 2  # with data: bound
     unknown = decide_all(Actuator(), fleet, 4, None, now=0)
     assert unknown["on-demand"].kind is StepKind.HOLD
 
