@@ -646,15 +646,21 @@ class PlannerPolicy:
                 od = math.ceil(od * share - _EPS)
         return on_demand_needed(lambda n: self._plan(obs, n, economics), od)[0]
 
-    def _decide_as_the_operator(self, obs: Observation) -> tuple[int, int]:
-        """The ``operator`` base rule: the on-demand fleet fixed, spot as `llmcost run` asks
-        for it (the plan beside that fleet, a replacement for each noticed replica the plan
-        keeps) through the spot governor."""
-        start = not self.decisions
-        od = self.static_base
-        plan = self._plan(obs, od, self.economics)
-        extra = notice_replacements(plan.spot_replicas, obs.spot_noticed, self.limits)
-        wanted = self.spot_limits.clamp(plan.spot_replicas + extra)
+    def _govern_base(self, obs: Observation, wanted: int, start: bool) -> int:
+        """The on-demand base through its governor (from the base it last asked for)."""
+        b = govern(
+            self._od_state,
+            wanted if start else self._base_now,
+            wanted,
+            obs.now_s,
+            self.on_demand_limits,
+        )
+        self._od_state = b.state
+        self._base_now = b.desired
+        return b.desired
+
+    def _govern_spot(self, obs: Observation, wanted: int, start: bool) -> int:
+        """Spot through its governor (from what it asked for last)."""
         sp = govern(
             self._spot_state,
             wanted if start else obs.spot.desired,
@@ -663,8 +669,25 @@ class PlannerPolicy:
             self.spot_limits,
         )
         self._spot_state = sp.state
-        self.decisions.append((od, sp.desired))
-        return od, sp.desired
+        return sp.desired
+
+    def _within_fraction(self, spot: int, on_demand: int) -> int:
+        """The spot fraction is a safety bound: applied at once, like the governor's clamp,
+        even when the stabilization window would hold spot up after on demand shrank."""
+        bound = spot_fraction_bound(self.limits.max_spot_fraction, on_demand)
+        return spot if bound is None else min(spot, bound)
+
+    def _decide_as_the_operator(self, obs: Observation) -> tuple[int, int]:
+        """The ``operator`` base rule: the on-demand fleet fixed, spot as `llmcost run` asks
+        for it (the plan beside that fleet, a replacement for each noticed replica the plan
+        keeps) through the spot governor."""
+        start = not self.decisions
+        od = self.static_base
+        plan = self._plan(obs, od, self.economics)
+        extra = notice_replacements(plan.spot_replicas, obs.spot_noticed, self.limits)
+        spot = self._govern_spot(obs, self.spot_limits.clamp(plan.spot_replicas + extra), start)
+        self.decisions.append((od, spot))
+        return od, spot
 
     def _decide_as_the_operator_with_its_base(self, obs: Observation) -> tuple[int, int]:
         """``operator-p50`` and ``operator-fraction``: `plan_fleet`, as `llmcost run` plans
@@ -687,32 +710,12 @@ class PlannerPolicy:
         )
         # The base goes through the governor; the cover is added after it, at once (released
         # as spot serves, not held by the window), as Auto mode does.
-        od_wanted = self.on_demand_limits.clamp(fleet.base_replicas)
-        b = govern(
-            self._od_state,
-            od_wanted if start else self._base_now,
-            od_wanted,
-            obs.now_s,
-            self.on_demand_limits,
-        )
-        self._od_state = b.state
-        self._base_now = b.desired
-        b = replace(b, desired=self.on_demand_limits.clamp(b.desired + fleet.cover_replicas))
-        spot_wanted = self.spot_limits.clamp(fleet.spot.spot_replicas)
-        sp = govern(
-            self._spot_state,
-            spot_wanted if start else obs.spot.desired,
-            spot_wanted,
-            obs.now_s,
-            self.spot_limits,
-        )
-        self._spot_state = sp.state
-        spot = sp.desired
-        bound = spot_fraction_bound(self.limits.max_spot_fraction, b.desired)
-        if bound is not None:
-            spot = min(spot, bound)
-        self.decisions.append((b.desired, spot))
-        return b.desired, spot
+        base = self._govern_base(obs, self.on_demand_limits.clamp(fleet.base_replicas), start)
+        od = self.on_demand_limits.clamp(base + fleet.cover_replicas)
+        spot = self._govern_spot(obs, self.spot_limits.clamp(fleet.spot.spot_replicas), start)
+        spot = self._within_fraction(spot, od)
+        self.decisions.append((od, spot))
+        return od, spot
 
     def decide(self, obs: Observation) -> tuple[int, int]:
         if self.base == "operator":
@@ -724,16 +727,9 @@ class PlannerPolicy:
         # its interruptions on demand would cost more than running on demand.
         economics = self.market_economics(obs)
         # The on-demand base moves slowly, through its own governor.
-        base_wanted = self.on_demand_limits.clamp(self._base(obs, economics))
-        b = govern(
-            self._od_state,
-            base_wanted if start else self._base_now,
-            base_wanted,
-            obs.now_s,
-            self.on_demand_limits,
+        base = self._govern_base(
+            obs, self.on_demand_limits.clamp(self._base(obs, economics)), start
         )
-        self._od_state = b.state
-        self._base_now = b.desired
         # Spot asked for but not given by the market (preempted, or no capacity to start one)
         # is covered on demand at once, and for one cold start after the market gives it back
         # (while the replacements start), then released: the cover is not held by the
@@ -745,30 +741,17 @@ class PlannerPolicy:
         self._missing.append((obs.now_s, missing))
         # Spot is sized beside the base, not beside the cover (the cover replaces spot, it
         # does not make it unnecessary); the cover never takes on demand past the needed fleet.
-        plan = self._plan(obs, b.desired, economics)
-        cover = min(max(m for _, m in self._missing), max(0, plan.needed_replicas - b.desired))
+        plan = self._plan(obs, base, economics)
+        cover = min(max(m for _, m in self._missing), max(0, plan.needed_replicas - base))
         # Make before break: on demand that spot is to replace is released only as spot
         # replicas serve, never ahead of them (the part of the needed fleet that ready spot
         # does not carry stays, up to what runs now).
         held = 0 if start else min(obs.on_demand.desired, plan.needed_replicas - obs.spot.ready)
-        cover = max(cover, held - b.desired)
+        cover = max(cover, held - base)
         self._last_cover = cover
-        od = self.on_demand_limits.clamp(b.desired + cover)
-        spot_wanted = self.spot_limits.clamp(plan.spot_replicas)
-        sp = govern(
-            self._spot_state,
-            spot_wanted if start else obs.spot.desired,
-            spot_wanted,
-            obs.now_s,
-            self.spot_limits,
-        )
-        self._spot_state = sp.state
-        # The spot fraction is a safety bound: applied at once, like the governor's clamp, even
-        # when the stabilization window would hold spot up after the on-demand fleet shrank.
-        spot = sp.desired
-        bound = spot_fraction_bound(self.limits.max_spot_fraction, od)
-        if bound is not None:
-            spot = min(spot, bound)
+        od = self.on_demand_limits.clamp(base + cover)
+        spot = self._govern_spot(obs, self.spot_limits.clamp(plan.spot_replicas), start)
+        spot = self._within_fraction(spot, od)
         self.decisions.append((od, spot))
         return od, spot
 

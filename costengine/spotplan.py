@@ -231,6 +231,13 @@ class SpotLimits:
         if self.global_cap is not None:
             require_non_negative("global_cap", self.global_cap)
 
+    @property
+    def upper(self) -> int:
+        """min(max_replicas, global_cap): the most spot replicas the counts allow."""
+        if self.global_cap is None:
+            return self.max_replicas
+        return min(self.max_replicas, self.global_cap)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkloadTraits:
@@ -292,14 +299,9 @@ def on_demand_for_spot(needed: int, on_demand_replicas: int, limits: SpotLimits)
     demand, or spot may not run at all)."""
     require_non_negative("needed", needed)
     require_non_negative("on_demand_replicas", on_demand_replicas)
-    most = (
-        limits.max_replicas
-        if limits.global_cap is None
-        else min(limits.max_replicas, limits.global_cap)
-    )
     for od in range(on_demand_replicas, needed):
         bound = spot_fraction_bound(limits.max_spot_fraction, od)
-        if od + min(most, most if bound is None else bound) >= needed:
+        if od + (limits.upper if bound is None else min(limits.upper, bound)) >= needed:
             return od
     return None
 
@@ -373,13 +375,13 @@ def plan_fleet(
     if base_rule not in ("p50", "fraction"):
         raise InvalidInputError(f"unknown base rule {base_rule!r}; known: p50, fraction")
 
-    def plan_at(on_demand: int, plan_limits: SpotLimits = limits) -> SpotPlan:
+    def plan_at(on_demand: int) -> SpotPlan:
         return plan_spot(
             demand_history,
             current_demand,
             on_demand,
             economics,
-            plan_limits,
+            limits,
             traits,
             recent_peak_horizon=recent_peak_horizon,
             level_horizon=level_horizon,
@@ -404,10 +406,7 @@ def notice_replacements(planned: int, noticed: int, limits: SpotLimits) -> int:
     leaving, and the plan's fraction holds for the ones that stay."""
     require_non_negative("planned", planned)
     require_non_negative("noticed", noticed)
-    ceiling = limits.max_replicas
-    if limits.global_cap is not None:
-        ceiling = min(ceiling, limits.global_cap)
-    return max(0, min(noticed, planned, ceiling - planned))
+    return max(0, min(noticed, planned, limits.upper - planned))
 
 
 def burst_margin(
