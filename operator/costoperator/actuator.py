@@ -113,8 +113,8 @@ SPOT_ROLE, ON_DEMAND_ROLE = "spot", "on-demand"
 
 @dataclass
 class Actuator:
-    """Per policy and workload role (spot, on-demand), the governor's state; `decide` (and
-    `decide_on_demand`, `decide_all`) is called once per tick per Auto policy."""
+    """Per policy and workload role (spot, on-demand), the governor's state; `decide_all`
+    (`decide` per role) is called once per tick per Auto policy."""
 
     global_cap: int | None = None
     states: dict[tuple[str, str, str], GovernorState] = field(default_factory=dict)
@@ -171,7 +171,7 @@ class Actuator:
         spot = policy.spot
         if spot is None or spot.on_demand_target is None:
             return [spot_step]
-        od_step = self.decide_on_demand(
+        od_step = self.decide(
             policy,
             figures,
             cluster,
@@ -179,6 +179,7 @@ class Actuator:
             data_ok=data_ok,
             now=now,
             since_scale_up_s=since_on_demand_scale_up_s,
+            role=ON_DEMAND_ROLE,
         )
         conflicts = [s for s in (od_step, spot_step) if s.kind is StepKind.CONFLICT]
         if conflicts:
@@ -225,39 +226,6 @@ class Actuator:
             reason=f"held to maxSpotFraction beside {after} on-demand replicas",
         )
 
-    def decide_on_demand(
-        self,
-        policy: PolicyView,
-        figures: Mapping[tuple[str, str, str], WorkloadFigures],
-        cluster: ClusterState,
-        *,
-        annotations: Mapping[str, str] | None,
-        data_ok: bool,
-        now: float,
-        since_scale_up_s: float | None = None,
-    ) -> Step:
-        """The step of `onDemandTargetRef` (`decide`'s rules, its own limits and state)."""
-        spot = policy.spot
-        assert spot is not None
-        assert spot.on_demand_target is not None
-        kind, name = spot.on_demand_target
-        figure = figures.get((policy.namespace, policy.name, name))
-        return self._decide(
-            policy,
-            ON_DEMAND_ROLE,
-            kind,
-            name,
-            None if figure is None else figure.on_demand_recommended_replicas,
-            "" if figure is None else figure.spot_note,
-            on_demand_limits(policy),
-            cluster,
-            annotations=annotations,
-            data_ok=data_ok,
-            now=now,
-            since_scale_up_s=since_scale_up_s,
-            cover=0 if figure is None else figure.on_demand_cover_replicas,
-        )
-
     def decide(
         self,
         policy: PolicyView,
@@ -268,27 +236,40 @@ class Actuator:
         data_ok: bool,
         now: float,
         since_scale_up_s: float | None = None,
+        role: str = SPOT_ROLE,
     ) -> Step:
-        """The spot workload's step. `since_scale_up_s`: the age of the last scale-up recorded
-        in the policy's status, used only when this actuator has no state for the policy yet
-        (after a restart or a change of leader)."""
+        """The step of the policy's spot workload, or with `role` ON_DEMAND_ROLE of its
+        `onDemandTargetRef` (its own limits, state and cover). `since_scale_up_s`: the age of
+        that workload's last scale-up recorded in the policy's status, used only when this
+        actuator has no state for it yet (after a restart or a change of leader)."""
         spot = policy.spot
         assert spot is not None, "decide() is for policies with spot planning"
-        kind, name = spot.target
+        on_demand = role == ON_DEMAND_ROLE
+        target = spot.on_demand_target if on_demand else spot.target
+        assert target is not None, "the on-demand role needs an onDemandTargetRef"
+        kind, name = target
         figure = figures.get((policy.namespace, policy.name, name))
+        if figure is None:
+            recommended, note, cover = None, "", 0
+        elif on_demand:
+            recommended = figure.on_demand_recommended_replicas
+            note, cover = figure.spot_note, figure.on_demand_cover_replicas
+        else:
+            recommended, note, cover = figure.spot_recommended_replicas, figure.spot_note, 0
         return self._decide(
             policy,
-            SPOT_ROLE,
+            role,
             kind,
             name,
-            None if figure is None else figure.spot_recommended_replicas,
-            "" if figure is None else figure.spot_note,
-            governor_limits(policy, self.global_cap),
+            recommended,
+            note,
+            on_demand_limits(policy) if on_demand else governor_limits(policy, self.global_cap),
             cluster,
             annotations=annotations,
             data_ok=data_ok,
             now=now,
             since_scale_up_s=since_scale_up_s,
+            cover=cover,
         )
 
     def _decide(
