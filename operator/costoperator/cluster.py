@@ -45,7 +45,7 @@ _CAPACITY_LABELS: tuple[tuple[str, Mapping[str, CapacityType]], ...] = (
 
 # Taints that give notice of a node's end: the market (or the provisioner) takes it back soon
 # and its pods go with it. They serve until then; a replacement asked for now starts a cold
-# start ahead of the preemption (`spot.plan_for_policy`).
+# start ahead of the preemption (`spot.with_recommendations`).
 #   AWS Node Termination Handler: aws-node-termination-handler/spot-itn (spot interruption)
 #   GKE (spot and preemptible VMs): cloud.google.com/impending-node-termination
 #   Karpenter v1: karpenter.sh/disrupted (interruption, drift, consolidation: draining next)

@@ -203,19 +203,6 @@ class PolicyPlan:
     after the governor, so its release is not held by the scale-down window."""
 
 
-def plan_for_policy(
-    policy: PolicyView,
-    figures: Mapping[str, WorkloadFigures],
-    prices: PriceSheet,
-    history: DemandHistory,
-    now: float,
-    global_cap: int | None = None,
-) -> tuple[SpotPlan | None, str]:
-    """The spot plan for one policy's workloads (by workload name), or None and why not."""
-    planned, why = policy_plan(policy, figures, prices, history, now, global_cap)
-    return (None if planned is None else planned.spot), why
-
-
 def policy_plan(
     policy: PolicyView,
     figures: Mapping[str, WorkloadFigures],

@@ -9,13 +9,18 @@ from dataclasses import replace
 import pytest
 from prometheus_client import generate_latest
 
-from costengine.pricing import CapacityType, seed_price_sheet
-from costengine.spotplan import ReplicaEconomics, SpotLimits, WorkloadTraits, plan_spot
+from costengine.pricing import CapacityType, PriceSheet, seed_price_sheet
+from costengine.spotplan import (
+    ReplicaEconomics,
+    SpotLimits,
+    SpotPlan,
+    WorkloadTraits,
+    plan_spot,
+)
 from costoperator.exporter import Snapshot, build_registry
 from costoperator.figures import PolicyView, SpotView, WorkloadFigures
 from costoperator.spot import (
     DemandHistory,
-    plan_for_policy,
     policy_burst_peaks,
     policy_plan,
     replica_capacity,
@@ -23,6 +28,21 @@ from costoperator.spot import (
 )
 
 OD, SPOT = CapacityType.ON_DEMAND, CapacityType.SPOT
+
+
+def plan_for_policy(
+    policy: PolicyView,
+    figures: dict[str, WorkloadFigures],
+    prices: PriceSheet,
+    history: DemandHistory,
+    now: float,
+    global_cap: int | None = None,
+) -> tuple[SpotPlan | None, str]:
+    """`policy_plan`'s spot plan (the one these tests look at), or None and why not."""
+    planned, why = policy_plan(policy, figures, prices, history, now, global_cap)
+    return (None if planned is None else planned.spot), why
+
+
 PRICES = seed_price_sheet()  # A100-80GB: $2.21 on demand, $0.73 spot
 CAPACITY = 2000.0  # tokens/s one 4-GPU replica serves fully busy
 
