@@ -431,10 +431,14 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
     assert status()["onDemandScaling"]["workload"] == "Deployment/llama70b"
     assert status()["onDemandScaling"]["fromReplicas"] == 2
     assert (status().get("scaling") or {}).get("workload") == "Deployment/llama70b-spot"
-    assert any(
-        "Deployment llama70b: 2 → " in e.get("message", "")
-        for e in stack.cluster.list("events", namespace="inference")
-        if e.get("reason") == "ScaledUp"
+    # Events leave the policy's queue after the scale and its record: wait for it.
+    assert wait_for(
+        lambda: any(
+            "Deployment llama70b: 2 → " in e.get("message", "")
+            for e in stack.cluster.list("events", namespace="inference")
+            if e.get("reason") == "ScaledUp"
+        ),
+        15,
     )
     auto(onDemandTargetRef=None, onDemandMinReplicas=None, onDemandMaxReplicas=None)
     assert wait_for(lambda: status().get("recommendedOnDemandReplicas") is None, 30)
