@@ -120,8 +120,8 @@ The policies
      this market is one pool, so a replacement starts only where it has room).
      ``operator-p50`` and ``operator-fraction`` are the live operator with
      ``spec.spot.onDemandTargetRef`` (``onDemandBase`` P50 or Fraction): both halves from
-     `costengine.spotplan.plan_fleet` each tick (the base, raised, cover for spot that is
-     missing or under notice, make before break) with the configured interruption rate,
+     `costengine.spotplan.plan_fleet` each tick (the base, raised, cover for spot the market
+     has not given or is under notice, make before break) with the configured interruption rate,
      each through its governor, spot held at once to the fraction of the on-demand fleet.
   The base and spot counts each go through `costengine.spotplan.govern` (operator defaults: +2
   per 60 s, 300 s stabilization), so a flapping signal changes replicas a few times an hour at
@@ -702,7 +702,9 @@ class PlannerPolicy:
             base_rule=self.base.removeprefix("operator-"),
             on_demand_now=obs.on_demand.existing,
             spot_ready=max(0, obs.spot.ready - obs.spot_noticed),
-            spot_not_serving=max(0, obs.spot.desired - obs.spot.ready) + obs.spot_noticed,
+            # Spot the market has not given (a pod with no node) or under notice: spot
+            # starting on its node serves no later than on demand asked for now.
+            spot_not_serving=max(0, obs.spot.desired - obs.spot.existing) + obs.spot_noticed,
             recent_peak_horizon=self.recent_peak_horizon,
             level_horizon=self.level_horizon,
             burst_history=obs.burst_history if queue else None,

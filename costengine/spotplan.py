@@ -362,8 +362,10 @@ def plan_fleet(
     2. Raised until the plan's spot carries the rest of the needed fleet
        (`on_demand_needed`; spot beside no on-demand replica is refused, so there is at
        least one while there is demand).
-    3. Cover: spot that does not serve (`spot_not_serving`: starting, or under a preemption
-       notice) is carried on demand meanwhile, never past the needed fleet; and on demand that
+    3. Cover: spot that does not serve and may not (`spot_not_serving`: not given by the market
+       yet, or under a preemption notice) is carried on demand meanwhile, never past the needed
+       fleet. Spot the market gave, starting on its node, is not counted there: it serves no
+       later than an on-demand replica asked for now would. And on demand that
        spot is to replace is released only as spot serves (make before break: at least
        ``min(on_demand_now, needed − spot_ready)``).
 

@@ -254,6 +254,8 @@ class WorkloadFigures:
     """Median seconds from creation to Ready of the workload's live pods (`WorkloadCapacity`)."""
     starting_replicas: int = 0
     """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
+    unplaced_replicas: int = 0
+    """Of those, the pods with no node yet (`WorkloadCapacity.unplaced`)."""
     noticed_replicas: int = 0
     """Its pods on nodes under a notice taint (`WorkloadCapacity.noticed`)."""
     serving_replicas: int = 0
@@ -299,6 +301,9 @@ class WorkloadCapacity:
     starting: int = 0
     """Pods of the workload that do not serve yet: unscheduled (waiting for a node) or not
     Ready."""
+    unplaced: int = 0
+    """Of the starting pods, those with no node yet: waiting for the scheduler or for a node
+    (a spot market may not give one). A pod with its node serves within its own start."""
     noticed: int = 0
     """Its live pods on nodes under a notice taint (`cluster.NodeInfo.notice`): they serve
     until the node goes, soon."""
@@ -337,7 +342,9 @@ def workload_capacity(
         except CostEngineError as exc:
             problems.append(f"pod {pod.name}: no price: {exc}")
     starts = [p.ready_after_s for p in live if p.ready_after_s is not None]
-    starting = sum(1 for p in pods if p.phase not in ("Succeeded", "Failed") and not p.ready)
+    unfinished = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
+    starting = sum(1 for p in unfinished if not p.ready)
+    unplaced = sum(1 for p in unfinished if not p.node)
     noticed = sum(
         1 for p in live for node in [nodes.get(p.node or "")] if node is not None and node.notice
     )
@@ -350,6 +357,7 @@ def workload_capacity(
         tuple(problems),
         statistics.median(starts) if starts else None,
         starting,
+        unplaced,
         noticed,
         sum(1 for p in live if p.ready),
     )
@@ -412,6 +420,7 @@ def priced_figures(
         "updated_at": now,
         "measured_cold_start_s": capacity.cold_start_s,
         "starting_replicas": capacity.starting,
+        "unplaced_replicas": capacity.unplaced,
         "noticed_replicas": capacity.noticed,
         "serving_replicas": capacity.serving,
     }

@@ -286,8 +286,10 @@ def policy_plan(
             )
             return PolicyPlan(plan), "; ".join(plan.reasons)
         # Both halves, as the backtest's planner sizes them. The other on-demand workloads
-        # (if any) stay as they run; spot that does not serve, or is leaving under a notice,
-        # is carried on demand meanwhile, and on demand is released only as spot serves.
+        # (if any) stay as they run; spot with no node yet (the market may not give one) or
+        # leaving under a notice is carried on demand meanwhile, and on demand is released
+        # only as spot serves. A spot pod with its node is not covered: it serves no later
+        # than an on-demand replica asked for now would.
         fixed = sum(
             f.replicas.get(CapacityType.ON_DEMAND, 0)
             for w, f in figures.items()
@@ -302,7 +304,7 @@ def policy_plan(
             base_rule=spot.on_demand_base,
             on_demand_now=on_demand,
             spot_ready=max(0, target.serving_replicas - target.noticed_replicas),
-            spot_not_serving=target.starting_replicas + target.noticed_replicas,
+            spot_not_serving=target.unplaced_replicas + target.noticed_replicas,
             **inputs,  # type: ignore[arg-type]
         )
     except CostEngineError as exc:
@@ -324,7 +326,7 @@ def policy_plan(
     if fleet.cover_replicas:
         reasons.append(
             f"note: {fleet.cover_replicas} on-demand replica"
-            f"{'s' if fleet.cover_replicas != 1 else ''} for spot that does not serve yet, is "
+            f"{'s' if fleet.cover_replicas != 1 else ''} for spot that has no node yet, is "
             "under a preemption notice, or is yet to replace on demand"
         )
     if count != wanted:

@@ -265,6 +265,7 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
     pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
     f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
     assert f.starting_replicas == 2  # the fixture's pod (no Ready condition) and `c`
+    assert f.unplaced_replicas == 1  # `c`, the one with no node
     assert f.replicas == {CapacityType.SPOT: 2}  # scheduled and unfinished: the fixture's and a
 
 

@@ -541,10 +541,11 @@ def test_with_an_on_demand_target_the_planner_sizes_both_halves() -> None:
 
 
 def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() -> None:
-    """Fraction base at 5,000 tokens/s: 2 + 2. One spot replica starting: 3 on demand for it
-    meanwhile; one under a notice: the same, and no spot replacement (the cover is on demand,
-    as in the backtest's planner). Make before break: 4 on demand running and no spot serving
-    yet, on demand stays at 4 until spot serves."""
+    """Fraction base at 5,000 tokens/s: 2 + 2. One spot replica with no node yet: 3 on demand
+    for it meanwhile; one starting on its node: no cover (it serves no later than on demand
+    asked for now); one under a notice: cover, and no spot replacement (the cover is on
+    demand, as in the backtest's planner). Make before break: 4 on demand running and no spot
+    serving yet, on demand stays at 4 until spot serves."""
     view = od_policy(on_demand_base="fraction")
 
     def recommend(**spot_state: int) -> tuple[int | None, int | None, str]:
@@ -558,14 +559,18 @@ def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() ->
         return od.on_demand_recommended_replicas, sp.spot_recommended_replicas, sp.spot_note
 
     assert recommend()[:2] == (2, 2)
-    od, sp, note = recommend(starting_replicas=1, serving=1)
+    od, sp, note = recommend(starting_replicas=1, unplaced_replicas=1, serving=1)
     assert (od, sp) == (3, 2)
-    assert "1 on-demand replica for spot that does not serve yet" in note
+    assert "1 on-demand replica for spot that has no node yet" in note
+    od, sp, note = recommend(starting_replicas=1, serving=1)
+    assert (od, sp) == (2, 2)
+    assert "on-demand replica for spot" not in note
     od, sp, note = recommend(noticed_replicas=1)
     assert (od, sp) == (3, 2)
     assert "replacement" not in note
-    # Both spot replicas starting: both carried on demand.
-    assert recommend(serving=0, starting_replicas=2)[:2] == (4, 2)
+    # Both spot replicas waiting for a node: both carried on demand; one of them placed, one.
+    assert recommend(serving=0, starting_replicas=2, unplaced_replicas=2)[:2] == (4, 2)
+    assert recommend(serving=0, starting_replicas=2, unplaced_replicas=1)[:2] == (3, 2)
     # Make before break: 4 on demand run and the 2 spot replicas are not there yet (no pods):
     # on demand stays at 4 - 0; once both spot replicas serve, it goes to 2.
     tick = {("inference", "llama70b", w): f for w, f in fleet(5000).items()}

@@ -704,3 +704,27 @@ def test_what_the_solver_prints_in_c_does_not_reach_stdout() -> None:
     )
     assert done.stdout == "before\nafter\n"
     assert "from C" in done.stderr
+
+
+def test_the_operator_replay_covers_spot_the_market_has_not_given_not_spot_starting() -> None:
+    """``operator-fraction``: 1,000 tokens/s needs 15 replicas at 70%, 5 on demand beside 10
+    spot at a 0.7 fraction. Spot the market gave, starting on its node, serves no later than
+    on demand asked for now, so it gets no cover; spot it has not given (desired, not
+    existing) and spot under notice do."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0)  # fmt: skip
+
+    def decide(spot: FleetCount, noticed: int = 0) -> tuple[int, int]:
+        policy = make_policy("planner", fleet, 16, 8, 12, 0.7, planner_base="operator-fraction")
+        seen = Observation(now_s=0, demand_tokens_per_second=1000, history_tokens_per_second=(),
+                           queued_tokens=0, on_demand=FleetCount(5, 5, 0), spot=spot,
+                           preemptions=0, spot_replica_s=0, spot_noticed=noticed)  # fmt: skip
+        return policy.decide(seen)
+
+    assert decide(FleetCount(desired=10, ready=10, starting=0)) == (5, 10)
+    assert decide(FleetCount(desired=10, ready=8, starting=2)) == (5, 10)  # starting: none
+    assert decide(FleetCount(desired=10, ready=8, starting=0)) == (7, 10)  # not given: 2
+    assert decide(FleetCount(desired=10, ready=6, starting=2)) == (7, 10)
+    assert decide(FleetCount(desired=10, ready=10, starting=0), noticed=1) == (6, 10)
+    assert decide(FleetCount(desired=10, ready=8, starting=0), noticed=1) == (8, 10)
