@@ -92,6 +92,8 @@ class PodInfo:
     """Seconds from the pod's creation to its serving (`ready_after_s`), when measured."""
     ready: bool = True
     """Its Ready condition is True (`is_ready`): the replica serves."""
+    created_s: float | None = None
+    """Its creationTimestamp (Unix seconds), when known."""
 
 
 def capacity_type_of(labels: Mapping[str, str]) -> CapacityType:
@@ -220,6 +222,7 @@ def pod_info(
         phase=(body.get("status") or {}).get("phase", ""),
         ready_after_s=ready_after_s(body),
         ready=is_ready(body),
+        created_s=_timestamp(meta.get("creationTimestamp")),
     )
 
 

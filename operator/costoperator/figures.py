@@ -256,6 +256,8 @@ class WorkloadFigures:
     """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
     unplaced_replicas: int = 0
     """Of those, the pods with no node yet (`WorkloadCapacity.unplaced`)."""
+    placed_starting_since: tuple[float, ...] = ()
+    """Of those, the creation times of the pods on a node (`WorkloadCapacity`)."""
     noticed_replicas: int = 0
     """Its pods on nodes under a notice taint (`WorkloadCapacity.noticed`)."""
     serving_replicas: int = 0
@@ -304,6 +306,9 @@ class WorkloadCapacity:
     unplaced: int = 0
     """Of the starting pods, those with no node yet: waiting for the scheduler or for a node
     (a spot market may not give one). A pod with its node serves within its own start."""
+    placed_starting_since: tuple[float, ...] = ()
+    """Of the starting pods, the creation times (Unix s) of those on a node, where known: one
+    not serving long after (an image pull backing off, a crash loop, a bad node) may not."""
     noticed: int = 0
     """Its live pods on nodes under a notice taint (`cluster.NodeInfo.notice`): they serve
     until the node goes, soon."""
@@ -345,6 +350,7 @@ def workload_capacity(
     unfinished = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
     starting = sum(1 for p in unfinished if not p.ready)
     unplaced = sum(1 for p in unfinished if not p.node)
+    since = tuple(sorted(p.created_s for p in unfinished if p.node and not p.ready and p.created_s))
     noticed = sum(
         1 for p in live for node in [nodes.get(p.node or "")] if node is not None and node.notice
     )
@@ -356,10 +362,11 @@ def workload_capacity(
         frozenset(gpu_names),
         tuple(problems),
         statistics.median(starts) if starts else None,
-        starting,
-        unplaced,
-        noticed,
-        sum(1 for p in live if p.ready),
+        starting=starting,
+        unplaced=unplaced,
+        placed_starting_since=since,
+        noticed=noticed,
+        serving=sum(1 for p in live if p.ready),
     )
 
 
@@ -421,6 +428,7 @@ def priced_figures(
         "measured_cold_start_s": capacity.cold_start_s,
         "starting_replicas": capacity.starting,
         "unplaced_replicas": capacity.unplaced,
+        "placed_starting_since": capacity.placed_starting_since,
         "noticed_replicas": capacity.noticed,
         "serving_replicas": capacity.serving,
     }

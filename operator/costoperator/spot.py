@@ -186,6 +186,20 @@ def measured_cold_start(
     return None
 
 
+#: A spot pod on its node not serving after this many cold starts may not serve at all.
+OVERDUE_COLD_STARTS = 2.0
+
+
+def overdue(spot: WorkloadFigures, now: float, cold_start_s: float) -> int:
+    """Spot pods on a node that still do not serve `OVERDUE_COLD_STARTS` cold starts after
+    their creation (an image pull backing off, a crash loop, a bad node): covered on demand
+    like spot with no node, as they may not serve at all. One on track is not: it serves no
+    later than an on-demand replica asked for now."""
+    return sum(
+        1 for c in spot.placed_starting_since if now - c > OVERDUE_COLD_STARTS * cold_start_s
+    )
+
+
 #: The words of `plan_spot`'s warning for an on-demand fleet below its P50 base.
 BELOW_BASE_WARNING = "so spot carries typical traffic, not only bursts"
 
@@ -288,8 +302,8 @@ def policy_plan(
         # Both halves, as the backtest's planner sizes them. The other on-demand workloads
         # (if any) stay as they run; spot with no node yet (the market may not give one) or
         # leaving under a notice is carried on demand meanwhile, and on demand is released
-        # only as spot serves. A spot pod with its node is not covered: it serves no later
-        # than an on-demand replica asked for now would.
+        # only as spot serves. A spot pod starting on its node is not covered (it serves no
+        # later than an on-demand replica asked for now would) unless it is overdue.
         fixed = sum(
             f.replicas.get(CapacityType.ON_DEMAND, 0)
             for w, f in figures.items()
@@ -304,7 +318,9 @@ def policy_plan(
             base_rule=spot.on_demand_base,
             on_demand_now=on_demand,
             spot_ready=max(0, target.serving_replicas - target.noticed_replicas),
-            spot_not_serving=target.unplaced_replicas + target.noticed_replicas,
+            spot_not_serving=target.unplaced_replicas
+            + overdue(target, now, economics.cold_start_s)
+            + target.noticed_replicas,
             **inputs,  # type: ignore[arg-type]
         )
     except CostEngineError as exc:
@@ -326,8 +342,8 @@ def policy_plan(
     if fleet.cover_replicas:
         reasons.append(
             f"note: {fleet.cover_replicas} on-demand replica"
-            f"{'s' if fleet.cover_replicas != 1 else ''} for spot that has no node yet, is "
-            "under a preemption notice, or is yet to replace on demand"
+            f"{'s' if fleet.cover_replicas != 1 else ''} for spot that has no node yet or is "
+            "overdue, is under a preemption notice, or is yet to replace on demand"
         )
     if count != wanted:
         reasons.append(

@@ -253,7 +253,10 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
     """Not Ready (the fixture's pods have no conditions) or not scheduled: starting."""
     ready = started(pod("inference", "a", "llama70b-spot-def", "spot-1", 4), 90.0)
     assert is_ready(ready)
-    assert not is_ready(pod("inference", "b", "llama70b-spot-def", "spot-1", 4))
+    starting = pod("inference", "b", "llama70b-spot-def", "spot-1", 4)
+    assert not is_ready(starting)
+    starting["metadata"]["creationTimestamp"] = "2026-12-06T12:00:00+00:00"
+    cluster.upsert_pod(starting)
     cluster.upsert_pod(ready)
     unscheduled = pod("inference", "c", "llama70b-spot-def", "spot-1", 4)
     del unscheduled["spec"]["nodeName"]
@@ -264,9 +267,11 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
     cluster.upsert_pod(done)
     pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
     f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
-    assert f.starting_replicas == 2  # the fixture's pod (no Ready condition) and `c`
+    assert f.starting_replicas == 3  # the fixture's pod and `b` (no Ready condition), and `c`
     assert f.unplaced_replicas == 1  # `c`, the one with no node
-    assert f.replicas == {CapacityType.SPOT: 2}  # scheduled and unfinished: the fixture's and a
+    # `b`, on its node: its creation time (for the overdue rule; the fixture's pod has none).
+    assert f.placed_starting_since == (dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC).timestamp(),)
+    assert f.replicas == {CapacityType.SPOT: 3}  # scheduled and unfinished: the fixture's, a, b
 
 
 @pytest.mark.parametrize(

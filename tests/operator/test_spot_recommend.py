@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -84,7 +85,7 @@ def policy(**spot: object) -> PolicyView:
         spot=SpotView(
             mode="Recommend",
             target=("Deployment", "llama70b-spot"),
-            **spot,  # type: ignore[arg-type]
+            **spot,
         ),
     )
 
@@ -93,7 +94,7 @@ def fleet(
     od_tps: float | None, spot_tps: float = 0.0, spot_replicas: int = 0, **kw: object
 ) -> dict[str, WorkloadFigures]:
     return {
-        "llama70b": figures("llama70b", 2, OD, od_tps, **kw),  # type: ignore[arg-type]
+        "llama70b": figures("llama70b", 2, OD, od_tps, **kw),
         "llama70b-spot": figures("llama70b-spot", spot_replicas, SPOT, spot_tps),
     }
 
@@ -548,7 +549,7 @@ def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() ->
     serving yet, on demand stays at 4 until spot serves."""
     view = od_policy(on_demand_base="fraction")
 
-    def recommend(**spot_state: int) -> tuple[int | None, int | None, str]:
+    def recommend(**spot_state: Any) -> tuple[int | None, int | None, str]:
         tick = {("inference", "llama70b", w): f for w, f in fleet(5000, spot_replicas=2).items()}
         spot_key = ("inference", "llama70b", "llama70b-spot")
         serving = spot_state.pop("serving", 2)
@@ -565,6 +566,11 @@ def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() ->
     od, sp, note = recommend(starting_replicas=1, serving=1)
     assert (od, sp) == (2, 2)
     assert "on-demand replica for spot" not in note
+    # On its node but created more than two cold starts (2 × 120 s) ago and still not serving:
+    # overdue, covered; one created within them is on track.
+    stuck = {"starting_replicas": 1, "serving": 1}
+    assert recommend(**stuck, placed_starting_since=(10 - 241.0,))[:2] == (3, 2)
+    assert recommend(**stuck, placed_starting_since=(10 - 239.0,))[:2] == (2, 2)
     od, sp, note = recommend(noticed_replicas=1)
     assert (od, sp) == (3, 2)
     assert "replacement" not in note
