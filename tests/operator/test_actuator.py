@@ -318,7 +318,7 @@ def test_the_on_demand_cover_comes_at_once_and_goes_as_spot_serves(fleet: Cluste
     actuator = Actuator()
     steps = decide_all(actuator, fleet, 2, 3, now=0)  # base 3, as it runs
     assert steps["on-demand"].kind is StepKind.HOLD
-    steps = decide_all(actuator, fleet, 2, 5, now=10, cover=2)  # 2 spot replicas starting
+    steps = decide_all(actuator, fleet, 2, 5, now=10, cover=2)  # 2 spot replicas with no node
     assert (steps["on-demand"].desired, steps["on-demand"].direction) == (5, "up")
     assert "2 of them cover spot" in steps["on-demand"].reason
     steps = decide_all(actuator, fleet, 4, 6, now=20, cover=3)  # within the step period
