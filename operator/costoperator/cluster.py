@@ -94,6 +94,9 @@ class PodInfo:
     """Its Ready condition is True (`is_ready`): the replica serves."""
     created_s: float | None = None
     """Its creationTimestamp (Unix seconds), when known."""
+    placed_after_s: float | None = None
+    """Seconds from the pod's creation to its binding to a node (`placed_after_s`), when
+    measured: the scheduler's wait and, where a provisioner starts nodes, the node's start."""
 
 
 def capacity_type_of(labels: Mapping[str, str]) -> CapacityType:
@@ -223,6 +226,7 @@ def pod_info(
         ready_after_s=ready_after_s(body),
         ready=is_ready(body),
         created_s=_timestamp(meta.get("creationTimestamp")),
+        placed_after_s=placed_after_s(body),
     )
 
 
@@ -235,16 +239,14 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def _ready_condition(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _condition(body: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     status = body.get("status") or {}
-    return next(
-        (c for c in status.get("conditions") or () if (c or {}).get("type") == "Ready"), None
-    )
+    return next((c for c in status.get("conditions") or () if (c or {}).get("type") == kind), None)
 
 
 def is_ready(body: Mapping[str, Any]) -> bool:
     """The pod's Ready condition is True: it passes its readiness probe and serves."""
-    ready = _ready_condition(body)
+    ready = _condition(body, "Ready")
     return ready is not None and ready.get("status") == "True"
 
 
@@ -257,7 +259,7 @@ def ready_after_s(body: Mapping[str, Any]) -> float | None:
     status = body.get("status") or {}
     if any((c or {}).get("restartCount", 0) for c in status.get("containerStatuses") or ()):
         return None
-    ready = _ready_condition(body)
+    ready = _condition(body, "Ready")
     if ready is None or ready.get("status") != "True":
         return None
     created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))
@@ -265,6 +267,23 @@ def ready_after_s(body: Mapping[str, Any]) -> float | None:
     if created is None or became is None or became < created:
         return None
     return became - created
+
+
+def placed_after_s(body: Mapping[str, Any]) -> float | None:
+    """How long the pod waited for a node: seconds from its creation to its PodScheduled
+    condition turning True (the scheduler binding it). Where a provisioner (Karpenter, the
+    cluster autoscaler) starts a node for it, that includes the node's start. None unless the
+    pod has a node and both times are known."""
+    if not (body.get("spec") or {}).get("nodeName"):
+        return None
+    scheduled = _condition(body, "PodScheduled")
+    if scheduled is None or scheduled.get("status") != "True":
+        return None
+    created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))
+    bound = _timestamp(scheduled.get("lastTransitionTime"))
+    if created is None or bound is None or bound < created:
+        return None
+    return bound - created
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -651,8 +651,9 @@ class SpotSpec(_Wire):
         "and the planner only plans spot beside it). Set, the planner sizes both halves as "
         "the backtest's planner does: an on-demand base (onDemandBase), raised until spot "
         "carries the rest within maxSpotFraction, plus on-demand cover for spot replicas "
-        "that may not serve (no node yet, not serving two cold starts after creation, or on a "
-        "node under a preemption notice), released only as spot serves; "
+        "that may not serve (no node after 1.5 times the longest wait for a node the spot "
+        "pods took, at most a cold start; not serving two cold starts after creation; or on "
+        "a node under a preemption notice), released only as spot serves; "
         "status.recommendedOnDemandReplicas has its count, and Auto mode scales it as it "
         "scales the spot workload.",
     )

@@ -256,8 +256,12 @@ class WorkloadFigures:
     """Its pods that do not serve yet (`WorkloadCapacity.starting`)."""
     unplaced_replicas: int = 0
     """Of those, the pods with no node yet (`WorkloadCapacity.unplaced`)."""
+    unplaced_since: tuple[float, ...] = ()
+    """Of those, the creation times, where known (`WorkloadCapacity`)."""
+    time_to_node_s: float | None = None
+    """The longest wait for a node of its live pods (`WorkloadCapacity`), when measured."""
     placed_starting_since: tuple[float, ...] = ()
-    """Of those, the creation times of the pods on a node (`WorkloadCapacity`)."""
+    """Of the starting pods, the creation times of those on a node (`WorkloadCapacity`)."""
     noticed_replicas: int = 0
     """Its pods on nodes under a notice taint (`WorkloadCapacity.noticed`)."""
     serving_replicas: int = 0
@@ -306,9 +310,16 @@ class WorkloadCapacity:
     unplaced: int = 0
     """Of the starting pods, those with no node yet: waiting for the scheduler or for a node
     (a spot market may not give one). A pod with its node serves within its own start."""
+    unplaced_since: tuple[float, ...] = ()
+    """Of the unplaced pods, the creation times (Unix s), where known: one waiting longer than
+    the workload's pods took to get a node may not get one (`spot.waiting_for_market`)."""
+    time_to_node_s: float | None = None
+    """The longest of the live pods' measured waits for a node (`cluster.placed_after_s`):
+    where a provisioner starts nodes, how long a new one takes; 0 where pods find room."""
     placed_starting_since: tuple[float, ...] = ()
-    """Of the starting pods, the creation times (Unix s) of those on a node, where known: one
-    not serving long after (an image pull backing off, a crash loop, a bad node) may not."""
+    """Of the starting pods, the creation times (Unix s) of those on a node not under a notice,
+    where known: one not serving long after (an image pull backing off, a crash loop, a bad
+    node) may not. One on a noticed node is counted in `noticed` only."""
     noticed: int = 0
     """Its live pods on nodes under a notice taint (`cluster.NodeInfo.notice`): they serve
     until the node goes, soon."""
@@ -349,11 +360,21 @@ def workload_capacity(
     starts = [p.ready_after_s for p in live if p.ready_after_s is not None]
     unfinished = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
     starting = sum(1 for p in unfinished if not p.ready)
-    unplaced = sum(1 for p in unfinished if not p.node)
-    since = tuple(sorted(p.created_s for p in unfinished if p.node and not p.ready and p.created_s))
-    noticed = sum(
-        1 for p in live for node in [nodes.get(p.node or "")] if node is not None and node.notice
+    unplaced = [p for p in unfinished if not p.node]
+    waits = [p.placed_after_s for p in live if p.placed_after_s is not None]
+
+    def on_notice(pod: PodInfo) -> bool:
+        node = nodes.get(pod.node or "")
+        return node is not None and bool(node.notice)
+
+    since = tuple(
+        sorted(
+            p.created_s
+            for p in unfinished
+            if p.node and not p.ready and p.created_s and not on_notice(p)
+        )
     )
+    noticed = sum(1 for p in live if on_notice(p))
     return WorkloadCapacity(
         live,
         dict(hourly),
@@ -363,7 +384,9 @@ def workload_capacity(
         tuple(problems),
         statistics.median(starts) if starts else None,
         starting=starting,
-        unplaced=unplaced,
+        unplaced=len(unplaced),
+        unplaced_since=tuple(sorted(p.created_s for p in unplaced if p.created_s)),
+        time_to_node_s=max(waits) if waits else None,
         placed_starting_since=since,
         noticed=noticed,
         serving=sum(1 for p in live if p.ready),
@@ -428,6 +451,8 @@ def priced_figures(
         "measured_cold_start_s": capacity.cold_start_s,
         "starting_replicas": capacity.starting,
         "unplaced_replicas": capacity.unplaced,
+        "unplaced_since": capacity.unplaced_since,
+        "time_to_node_s": capacity.time_to_node_s,
         "placed_starting_since": capacity.placed_starting_since,
         "noticed_replicas": capacity.noticed,
         "serving_replicas": capacity.serving,

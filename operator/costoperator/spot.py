@@ -200,6 +200,32 @@ def overdue(spot: WorkloadFigures, now: float, cold_start_s: float) -> int:
     )
 
 
+#: A spot pod with no node is given this many times the longest wait for a node the
+#: workload's live pods took (a provisioner starting a node for each) before it is covered.
+PLACEMENT_GRACE = 1.5
+
+
+def placement_grace(spot: WorkloadFigures, cold_start_s: float) -> float:
+    """How long a spot pod may wait for a node before it is counted as not given by the
+    market: `PLACEMENT_GRACE` × the workload's measured time to a node (`time_to_node_s`), at
+    most one cold start; 0 (at once) where pods find room on a node or nothing is measured.
+    Where a provisioner starts a node for every spot pod, covering each at once would ask
+    for on demand at every spot scale-up and release it a node's start later."""
+    if not spot.time_to_node_s:
+        return 0.0
+    return min(PLACEMENT_GRACE * spot.time_to_node_s, cold_start_s)
+
+
+def waiting_for_market(spot: WorkloadFigures, now: float, cold_start_s: float) -> int:
+    """Spot pods with no node that the market may not give, covered on demand: those waiting
+    longer than `placement_grace`, and those whose creation time is unknown."""
+    grace = placement_grace(spot, cold_start_s)
+    unknown = max(0, spot.unplaced_replicas - len(spot.unplaced_since))
+    if grace <= 0:
+        return unknown + len(spot.unplaced_since)
+    return unknown + sum(1 for c in spot.unplaced_since if now - c >= grace)
+
+
 #: The words of `plan_spot`'s warning for an on-demand fleet below its P50 base.
 BELOW_BASE_WARNING = "so spot carries typical traffic, not only bursts"
 
@@ -300,10 +326,11 @@ def policy_plan(
             )
             return PolicyPlan(plan), "; ".join(plan.reasons)
         # Both halves, as the backtest's planner sizes them. The other on-demand workloads
-        # (if any) stay as they run; spot with no node yet (the market may not give one) or
-        # leaving under a notice is carried on demand meanwhile, and on demand is released
-        # only as spot serves. A spot pod starting on its node is not covered (it serves no
-        # later than an on-demand replica asked for now would) unless it is overdue.
+        # (if any) stay as they run; spot with no node past the wait its workload's pods
+        # took for one (the market may not give one) or leaving under a notice is carried on
+        # demand meanwhile, and on demand is released only as spot serves. A spot pod
+        # starting on its node is not covered (it serves no later than an on-demand replica
+        # asked for now would) unless it is overdue.
         fixed = sum(
             f.replicas.get(CapacityType.ON_DEMAND, 0)
             for w, f in figures.items()
@@ -318,7 +345,7 @@ def policy_plan(
             base_rule=spot.on_demand_base,
             on_demand_now=on_demand,
             spot_ready=max(0, target.serving_replicas - target.noticed_replicas),
-            spot_not_serving=target.unplaced_replicas
+            spot_not_serving=waiting_for_market(target, now, economics.cold_start_s)
             + overdue(target, now, economics.cold_start_s)
             + target.noticed_replicas,
             **inputs,  # type: ignore[arg-type]

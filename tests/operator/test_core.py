@@ -20,6 +20,7 @@ from costoperator.cluster import (
     gpus_requested,
     is_ready,
     node_info,
+    placed_after_s,
     ready_after_s,
     selector_matches,
 )
@@ -274,6 +275,58 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
     assert f.replicas == {CapacityType.SPOT: 3}  # scheduled and unfinished: the fixture's, a, b
 
 
+def placed(body: dict[str, Any], after: float) -> dict[str, Any]:
+    """`body` created at 12:00:00 and bound to its node `after` seconds later (not Ready)."""
+    created = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
+    bound = created + dt.timedelta(seconds=after)
+    return {
+        **body,
+        "metadata": {**body["metadata"], "creationTimestamp": created.isoformat()},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": bound.isoformat()}
+            ],
+        },
+    }
+
+
+def test_a_pods_wait_for_a_node_is_creation_to_its_binding() -> None:
+    body = pod("inference", "p", "rs", "spot-1", 4)
+    assert placed_after_s(placed(body, 75.0)) == 75.0
+    assert placed_after_s(body) is None  # no times
+    unbound = placed(body, 75.0)
+    del unbound["spec"]["nodeName"]
+    unbound["status"]["conditions"][0]["status"] = "False"  # Unschedulable
+    assert placed_after_s(unbound) is None
+    assert placed_after_s(placed(body, -5.0)) is None  # a clock that ran backwards
+    garbled = placed(body, 75.0)
+    garbled["status"]["conditions"][0]["lastTransitionTime"] = "soon"
+    assert placed_after_s(garbled) is None
+
+
+def test_a_workloads_wait_for_a_node_and_its_unplaced_pods(cluster: ClusterState) -> None:
+    """The longest wait for a node of the live pods (where a provisioner starts nodes, how
+    long a new one takes), and the creation times of the pods still waiting."""
+    for name, after in (("a", 0.0), ("b", 64.0), ("c", 30.0)):
+        cluster.upsert_pod(placed(pod("inference", name, "llama70b-spot-def", "spot-1", 4), after))
+    waiting = placed(pod("inference", "d", "llama70b-spot-def", "spot-1", 4), 0.0)
+    del waiting["spec"]["nodeName"]
+    waiting["status"] = {"phase": "Pending"}
+    cluster.upsert_pod(waiting)
+    untimed = pod("inference", "e", "llama70b-spot-def", "spot-1", 4)
+    del untimed["spec"]["nodeName"]
+    cluster.upsert_pod(untimed)
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+    f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert f.time_to_node_s == 64.0
+    assert f.unplaced_replicas == 2
+    assert f.unplaced_since == (dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC).timestamp(),)
+    od = cluster.pods_by_workload()[("inference", "Deployment", "llama70b")]
+    f = workload_figures(policy(), "llama70b", od, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert f.time_to_node_s is None  # the fixture's pod has no times
+
+
 @pytest.mark.parametrize(
     ("taints", "expected"),
     [
@@ -323,6 +376,14 @@ def test_pods_on_a_noticed_node_count_as_noticed(cluster: ClusterState) -> None:
                                    "value": "1234567890", "effect": "NoSchedule"}]}  # fmt: skip
     cluster.upsert_node(tainted)
     assert noticed() == (1, 2)  # it still runs and is priced as spot until it goes
+    # A pod on the noticed node that does not serve yet is noticed, not also starting on its
+    # node (`placed_starting_since`, the overdue rule): one cover for it, not two.
+    late = placed(pod("inference", "c", "llama70b-spot-def", "spot-2", 4), 10.0)
+    cluster.upsert_pod(late)
+    pods = cluster.pods_by_workload()[("inference", "Deployment", "llama70b-spot")]
+    f = workload_figures(policy(), "llama70b-spot", pods, cluster.nodes(), {}, PRICES, None, 0.0)
+    assert (f.noticed_replicas, f.starting_replicas, f.placed_starting_since) == (2, 2, ())
+    cluster.delete_pod("inference", "c")
     own = ClusterState(notice_taints=("example.com/going",))
     own.upsert_node(tainted)
     assert own.nodes()["spot-2"].notice is None

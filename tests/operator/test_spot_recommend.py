@@ -542,11 +542,12 @@ def test_with_an_on_demand_target_the_planner_sizes_both_halves() -> None:
 
 
 def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() -> None:
-    """Fraction base at 5,000 tokens/s: 2 + 2. One spot replica with no node yet: 3 on demand
-    for it meanwhile; one starting on its node: no cover (it serves no later than on demand
-    asked for now); one under a notice: cover, and no spot replacement (the cover is on
-    demand, as in the backtest's planner). Make before break: 4 on demand running and no spot
-    serving yet, on demand stays at 4 until spot serves."""
+    """Fraction base at 5,000 tokens/s: 2 + 2. One spot replica with no node yet: 3 on demand for
+    it meanwhile (once past its workload's wait for a node, where one is measured); one starting
+    on its node: no cover (it serves no later than on demand asked for now); one under a notice:
+    cover, and no spot replacement (the cover is on demand, as in the backtest's planner). Make
+    before break: 4 on demand running and no spot serving yet, on demand stays at 4 until spot
+    serves."""
     view = od_policy(on_demand_base="fraction")
 
     def recommend(**spot_state: Any) -> tuple[int | None, int | None, str]:
@@ -571,6 +572,15 @@ def test_spot_that_does_not_serve_is_covered_on_demand_not_replaced_on_spot() ->
     stuck = {"starting_replicas": 1, "serving": 1}
     assert recommend(**stuck, placed_starting_since=(10 - 241.0,))[:2] == (3, 2)
     assert recommend(**stuck, placed_starting_since=(10 - 239.0,))[:2] == (2, 2)
+    # Where the workload's pods waited up to 60 s for a node (a provisioner starting one for
+    # each), one with no node is given 1.5 × 60 s before it is covered; at most a cold start.
+    waiting = {"starting_replicas": 1, "unplaced_replicas": 1, "serving": 1}
+    assert recommend(**waiting, time_to_node_s=60.0, unplaced_since=(10 - 89.0,))[:2] == (2, 2)
+    assert recommend(**waiting, time_to_node_s=60.0, unplaced_since=(10 - 91.0,))[:2] == (3, 2)
+    assert recommend(**waiting, time_to_node_s=100.0, unplaced_since=(10 - 119.0,))[:2] == (2, 2)
+    assert recommend(**waiting, time_to_node_s=100.0, unplaced_since=(10 - 121.0,))[:2] == (3, 2)
+    assert recommend(**waiting, time_to_node_s=60.0)[:2] == (3, 2)  # created when? covered
+    assert recommend(**waiting, time_to_node_s=0.0, unplaced_since=(10.0,))[:2] == (3, 2)
     od, sp, note = recommend(noticed_replicas=1)
     assert (od, sp) == (3, 2)
     assert "replacement" not in note
