@@ -22,7 +22,9 @@ The safety rules (RELIABILITY 8-13):
   policy's `status.scaling` (time, from, to); a restarted operator or a new leader passes the
   age of the last recorded scale-up as `since_scale_up_s`, so a second scale-up waits out the
   period even when the first one's process died mid-step. Scale-down needs no record: a fresh
-  governor seeds its stabilization window with the current count.
+  governor seeds its stabilization window with the current count. Nor does a restart forget
+  the on-demand cover: `status.onDemandScaling.coverReplicas` says how much of the count it
+  is, so the count is not taken for base (held by the window) with a second cover added.
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ class Step:
     role: str = "spot"
     """The workload's role in the policy: spot (`spotTargetRef`) or on-demand
     (`onDemandTargetRef`)."""
+    cover: int = 0
+    """Of `desired` (on demand), the cover for spot that does not serve: written in the
+    scale's record (`status.onDemandScaling.coverReplicas`) for a restart to resume from."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCover:
+    """The cover in the last on-demand scale a policy's status records: for `workload`
+    (Kind/name), `cover` of the `to_replicas` asked for."""
+
+    workload: str
+    to_replicas: int
+    cover: int
 
 
 def paused(annotations: Mapping[str, str] | None) -> bool:
@@ -153,6 +168,7 @@ class Actuator:
         now: float,
         since_scale_up_s: float | None = None,
         since_on_demand_scale_up_s: float | None = None,
+        on_demand_record: RecordedCover | None = None,
     ) -> list[Step]:
         """The policy's steps: the spot workload's, and with `onDemandTargetRef` the on-demand
         workload's first. With both: a conflict on either holds both (spot is planned beside
@@ -180,6 +196,7 @@ class Actuator:
             now=now,
             since_scale_up_s=since_on_demand_scale_up_s,
             role=ON_DEMAND_ROLE,
+            record=on_demand_record,
         )
         conflicts = [s for s in (od_step, spot_step) if s.kind is StepKind.CONFLICT]
         if conflicts:
@@ -237,11 +254,13 @@ class Actuator:
         now: float,
         since_scale_up_s: float | None = None,
         role: str = SPOT_ROLE,
+        record: RecordedCover | None = None,
     ) -> Step:
         """The step of the policy's spot workload, or with `role` ON_DEMAND_ROLE of its
         `onDemandTargetRef` (its own limits, state and cover). `since_scale_up_s`: the age of
-        that workload's last scale-up recorded in the policy's status, used only when this
-        actuator has no state for it yet (after a restart or a change of leader)."""
+        that workload's last scale-up recorded in the policy's status, and `record` the cover
+        in its last recorded scale, used only when this actuator has no state for it yet
+        (after a restart or a change of leader)."""
         spot = policy.spot
         assert spot is not None, "decide() is for policies with spot planning"
         on_demand = role == ON_DEMAND_ROLE
@@ -270,6 +289,7 @@ class Actuator:
             now=now,
             since_scale_up_s=since_scale_up_s,
             cover=cover,
+            record=record,
         )
 
     def _decide(
@@ -288,6 +308,7 @@ class Actuator:
         now: float,
         since_scale_up_s: float | None,
         cover: int = 0,
+        record: RecordedCover | None = None,
     ) -> Step:
         """`recommended` includes `cover` replicas that the governor does not hold."""
         key = (policy.namespace, policy.name, role)
@@ -298,6 +319,7 @@ class Actuator:
             current: int | None = None,
             desired: int | None = None,
             direction: str = "none",
+            cover: int = 0,
         ) -> Step:
             return Step(
                 what,
@@ -310,6 +332,7 @@ class Actuator:
                 direction,
                 reason,
                 role,
+                cover,
             )
 
         scaler = cluster.scaler_of(policy.namespace, kind, name)
@@ -325,6 +348,7 @@ class Actuator:
             return step(StepKind.HOLD, f"{kind} {name} not found or has no replica count")
         current = workload.replicas
         state = self.states.get(key)
+        fresh = state is None
         if state is None:
             resumed = (
                 now - max(since_scale_up_s, 0.0)
@@ -338,8 +362,12 @@ class Actuator:
         # must not wait out step periods (the backtest's storms: 0.45-4.7% of tokens short
         # with the cover at a step's worth, 0% without). Its release as spot serves is not
         # held by the scale-down window. The governor sees the count without the cover it
-        # added last time.
+        # added last time (after a restart, the cover its record says).
         previous_cover = self.covers.get(key, 0)
+        from_record = fresh and record is not None and record.workload == f"{kind}/{name}"
+        if from_record and record is not None and record.to_replicas == current:
+            # The workload still runs what the record asked for, its cover included.
+            previous_cover = min(record.cover, current)
         try:
             if not data_ok or recommended is None:
                 why = (
@@ -367,13 +395,14 @@ class Actuator:
         if cover_now:
             reason = f"{reason}; {cover_now} of them cover spot that does not serve"
         if desired == current:
-            return step(StepKind.HOLD, reason, current, current)
+            return step(StepKind.HOLD, reason, current, current, cover=cover_now)
         return step(
             StepKind.SCALE,
             reason,
             current,
             desired,
             "up" if desired > current else "down",
+            cover=cover_now,
         )
 
 

@@ -857,6 +857,14 @@ class ScalingRecord(_Wire):
     holder: str | None = Field(
         default=None, max_length=253, description="The operator instance that asked."
     )
+    cover_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Of toReplicas, the on-demand cover for spot that does not serve "
+        "(status.onDemandScaling only): while the workload still runs toReplicas, a restarted "
+        "operator or a new leader counts them as cover (released as spot serves), not as "
+        "base held by the scale-down window.",
+    )
 
 
 class InferenceCostPolicyStatus(_Wire):

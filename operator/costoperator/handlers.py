@@ -27,6 +27,7 @@ from costoperator.actuator import (
     ON_DEMAND_ROLE,
     Actuator,
     KubernetesScaleClient,
+    RecordedCover,
     ScaleClient,
     Step,
     StepKind,
@@ -298,6 +299,7 @@ async def actuate(
             now=time.monotonic(),
             since_scale_up_s=None if recorded is None else time.time() - recorded,
             since_on_demand_scale_up_s=None if recorded_od is None else time.time() - recorded_od,
+            on_demand_record=runtime.on_demand_covers.get(key),
         )
         conflicts = [s.reason for s in steps if s.kind is StepKind.CONFLICT]
         if conflicts:
@@ -338,7 +340,12 @@ async def _carry_out(
                 from_replicas=step.current or 0,
                 to_replicas=step.desired,
                 holder=memo["elector"].identity,
+                cover_replicas=step.cover if on_demand else None,
             )
+            if on_demand:
+                runtime.on_demand_covers[key] = RecordedCover(
+                    record.workload, step.desired, step.cover
+                )
             if up:
                 ups = runtime.last_on_demand_scale_up if on_demand else runtime.last_scale_up
                 ups[key] = stamp.timestamp()

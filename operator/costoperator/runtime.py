@@ -15,6 +15,7 @@ from typing import Any
 from costengine.gpus import GPUS
 from costengine.pricing import PriceSheet, seed_price_sheet
 from costengine.spotplan import WorkloadTraits
+from costoperator.actuator import RecordedCover
 from costoperator.crds import (
     MAX_SPOT_NOTE,
     Condition,
@@ -115,6 +116,9 @@ class Runtime:
     a restarted operator or a new leader resumes the scale-up period from."""
     last_on_demand_scale_up: dict[PolicyKey, float] = field(default_factory=dict)
     """The same for `onDemandTargetRef`, from `status.onDemandScaling`."""
+    on_demand_covers: dict[PolicyKey, RecordedCover] = field(default_factory=dict)
+    """Per policy, the cover in the last on-demand scale recorded (`status.onDemandScaling`):
+    what a restarted operator or a new leader takes as cover (`Actuator.decide_all`)."""
     spot_told: dict[PolicyKey, SpotTold] = field(default_factory=dict)
     """Per Recommend-mode policy, what its last spot events said (`recommend_events`)."""
 
@@ -150,9 +154,14 @@ class Runtime:
             if not scaling:
                 continue
             try:
-                up = parse_scaling_record(scaling).last_scale_up_time
+                parsed = parse_scaling_record(scaling)
             except PolicySpecError:  # not ours to fix; without a record the period restarts
                 continue
+            up = parsed.last_scale_up_time
+            if field_name == "onDemandScaling":
+                self.on_demand_covers[(namespace, name)] = RecordedCover(
+                    parsed.workload, parsed.to_replicas, parsed.cover_replicas or 0
+                )
             if up is not None:
                 when = up.timestamp()
                 ups[(namespace, name)] = max(when, ups.get((namespace, name), when))
@@ -218,6 +227,7 @@ class Runtime:
         self.conflicts.pop(key, None)
         self.last_scale_up.pop(key, None)
         self.last_on_demand_scale_up.pop(key, None)
+        self.on_demand_covers.pop(key, None)
         self.spot_told.pop(key, None)
 
     def upsert_pricing(self, name: str, spec: Mapping[str, Any] | None) -> GPUPricingSpec:

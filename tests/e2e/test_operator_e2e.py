@@ -430,6 +430,7 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
     assert wait_for(lambda: status().get("onDemandScaling") is not None, 15)
     assert status()["onDemandScaling"]["workload"] == "Deployment/llama70b"
     assert status()["onDemandScaling"]["fromReplicas"] == 2
+    assert status()["onDemandScaling"]["coverReplicas"] == 0  # all base: onDemandMinReplicas
     assert (status().get("scaling") or {}).get("workload") == "Deployment/llama70b-spot"
     # Events leave the policy's queue after the scale and its record: wait for it.
     assert wait_for(

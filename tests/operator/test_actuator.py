@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from costengine.pricing import CapacityType
-from costoperator.actuator import PAUSE_ANNOTATION, Actuator, Step, StepKind
+from costoperator.actuator import PAUSE_ANNOTATION, Actuator, RecordedCover, Step, StepKind
 from costoperator.figures import PolicyView, SpotView, WorkloadFigures
 from costoperator.state import ClusterState
 
@@ -236,6 +236,7 @@ def decide_all(
         annotations=kw.get("annotations"),
         data_ok=kw.get("data_ok", True),
         now=now,
+        on_demand_record=kw.get("on_demand_record"),
     )
     for step in steps:
         if step.kind is StepKind.SCALE:
@@ -328,3 +329,31 @@ def test_the_on_demand_cover_comes_at_once_and_goes_as_spot_serves(fleet: Cluste
     # A base that falls still waits out the window.
     steps = decide_all(actuator, fleet, 2, 1, now=50)
     assert steps["on-demand"].kind is StepKind.HOLD
+
+
+def test_a_restart_resumes_the_cover_from_the_record(fleet: ClusterState) -> None:
+    """Base 3 and 2 of cover run (5). A fresh actuator (a restart, a new leader) told by the
+    record that 2 of the 5 are cover keeps 5 for the same plan, and releases the cover at once
+    when spot serves. Without the record it took the 5 for base and added the cover again (to
+    onDemandMaxReplicas, 6);
+    a record the workload no longer runs (another count) is not believed."""
+    actuator = Actuator()
+    decide_all(actuator, fleet, 2, 3, now=0)
+    steps = decide_all(actuator, fleet, 2, 5, now=10, cover=2)
+    assert (steps["on-demand"].desired, steps["on-demand"].cover) == (5, 2)
+    record = RecordedCover(f"Deployment/{OD}", 5, 2)
+    resumed = Actuator()
+    steps = decide_all(resumed, fleet, 2, 5, now=100, cover=2, on_demand_record=record)
+    assert steps["on-demand"].kind is StepKind.HOLD
+    assert steps["on-demand"].current == 5
+    steps = decide_all(resumed, fleet, 2, 3, now=110, on_demand_record=record)
+    assert (steps["on-demand"].desired, steps["on-demand"].direction) == (3, "down")
+    # Without the record, or with one for another count or workload: the count is base.
+    fleet.upsert_workload("Deployment", deployment(OD, 5))
+    for stale in (
+        None,
+        RecordedCover(f"Deployment/{OD}", 4, 2),
+        RecordedCover("Deployment/x", 5, 2),
+    ):
+        steps = decide_all(Actuator(), fleet, 2, 5, now=100, cover=2, on_demand_record=stale)
+        assert steps["on-demand"].desired == 6  # 5 + 2, held to onDemandMaxReplicas

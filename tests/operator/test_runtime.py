@@ -12,6 +12,7 @@ import yaml
 
 from costengine.pricing import CapacityType
 from costengine.spotplan import WorkloadTraits
+from costoperator.actuator import RecordedCover
 from costoperator.crds import PolicySpecError, parse_policy_status
 from costoperator.figures import WorkloadFigures
 from costoperator.runtime import Runtime
@@ -330,6 +331,11 @@ def test_both_scaling_records_are_read_back_for_the_step_period() -> None:
     key = ("inference", "llama70b")
     assert rt.last_scale_up[key] == dt.datetime.fromisoformat(spot_up).timestamp()
     assert rt.last_on_demand_scale_up[key] == dt.datetime.fromisoformat(od_up).timestamp()
+    # And the on-demand record's cover (none written: none, as before the field).
+    assert rt.on_demand_covers[key] == RecordedCover("Deployment/x", 2, 0)
+    covered = {**record(od_up, od_up), "toReplicas": 5, "coverReplicas": 2}
+    rt.remember_object("inference", "llama70b", {"status": {"onDemandScaling": covered}})
+    assert rt.on_demand_covers[key] == RecordedCover("Deployment/x", 5, 2)
     # A garbled on-demand record leaves the spot one alone (that period restarts afresh).
     garbled = {"metadata": {}, "status": {"scaling": record(spot_up, spot_up),
                                           "onDemandScaling": {"toReplicas": "many"}}}  # fmt: skip
@@ -339,3 +345,4 @@ def test_both_scaling_records_are_read_back_for_the_step_period() -> None:
     assert key not in fresh.last_on_demand_scale_up
     rt.delete_policy("inference", "llama70b")
     assert key not in rt.last_on_demand_scale_up
+    assert key not in rt.on_demand_covers
