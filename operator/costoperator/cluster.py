@@ -259,14 +259,7 @@ def ready_after_s(body: Mapping[str, Any]) -> float | None:
     status = body.get("status") or {}
     if any((c or {}).get("restartCount", 0) for c in status.get("containerStatuses") or ()):
         return None
-    ready = _condition(body, "Ready")
-    if ready is None or ready.get("status") != "True":
-        return None
-    created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))
-    became = _timestamp(ready.get("lastTransitionTime"))
-    if created is None or became is None or became < created:
-        return None
-    return became - created
+    return _seconds_to(body, "Ready")
 
 
 def placed_after_s(body: Mapping[str, Any]) -> float | None:
@@ -276,14 +269,20 @@ def placed_after_s(body: Mapping[str, Any]) -> float | None:
     pod has a node and both times are known."""
     if not (body.get("spec") or {}).get("nodeName"):
         return None
-    scheduled = _condition(body, "PodScheduled")
-    if scheduled is None or scheduled.get("status") != "True":
+    return _seconds_to(body, "PodScheduled")
+
+
+def _seconds_to(body: Mapping[str, Any], kind: str) -> float | None:
+    """Seconds from the pod's creation to its `kind` condition turning True, when it is True
+    and both times are known and in order."""
+    condition = _condition(body, kind)
+    if condition is None or condition.get("status") != "True":
         return None
     created = _timestamp((body.get("metadata") or {}).get("creationTimestamp"))
-    bound = _timestamp(scheduled.get("lastTransitionTime"))
-    if created is None or bound is None or bound < created:
+    became = _timestamp(condition.get("lastTransitionTime"))
+    if created is None or became is None or became < created:
         return None
-    return bound - created
+    return became - created
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

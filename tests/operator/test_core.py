@@ -201,22 +201,31 @@ def test_selector_picks_on_demand_and_spot_workloads(cluster: ClusterState) -> N
     assert [p.name for p in pods[("inference", "Deployment", "llama70b")]] == ["llama70b-abc-1"]
 
 
-def started(body: dict[str, Any], ready_after: float, restarts: int = 0) -> dict[str, Any]:
-    """`body` created at 12:00:00 and Ready `ready_after` seconds later."""
-    created = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
-    became = created + dt.timedelta(seconds=ready_after)
+def created_at_noon(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """`body` created at 12:00:00 with `status`."""
+    created = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC).isoformat()
     return {
         **body,
-        "metadata": {**body["metadata"], "creationTimestamp": created.isoformat()},
-        "status": {
+        "metadata": {**body["metadata"], "creationTimestamp": created},
+        "status": status,
+    }
+
+
+def noon_plus(seconds: float) -> str:
+    return (dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
+
+
+def started(body: dict[str, Any], ready_after: float, restarts: int = 0) -> dict[str, Any]:
+    """`body` created at 12:00:00 and Ready `ready_after` seconds later."""
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": noon_plus(ready_after)}
+    return created_at_noon(
+        body,
+        {
             "phase": "Running",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "True", "lastTransitionTime": became.isoformat()},
-            ],
+            "conditions": [{"type": "PodScheduled", "status": "True"}, ready],
             "containerStatuses": [{"name": "server", "restartCount": restarts}],
         },
-    }
+    )
 
 
 def test_a_pods_cold_start_is_creation_to_ready_when_it_is_unambiguous() -> None:
@@ -277,18 +286,8 @@ def test_pods_that_do_not_serve_yet_count_as_starting(cluster: ClusterState) -> 
 
 def placed(body: dict[str, Any], after: float) -> dict[str, Any]:
     """`body` created at 12:00:00 and bound to its node `after` seconds later (not Ready)."""
-    created = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
-    bound = created + dt.timedelta(seconds=after)
-    return {
-        **body,
-        "metadata": {**body["metadata"], "creationTimestamp": created.isoformat()},
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": bound.isoformat()}
-            ],
-        },
-    }
+    bound = {"type": "PodScheduled", "status": "True", "lastTransitionTime": noon_plus(after)}
+    return created_at_noon(body, {"phase": "Pending", "conditions": [bound]})
 
 
 def test_a_pods_wait_for_a_node_is_creation_to_its_binding() -> None:
