@@ -401,6 +401,28 @@ def _spot_row(builder: dash.Dashboard) -> dash.Dashboard:
         )
         .with_panel(
             _timeseries(
+                "On demand: recommended vs actual replicas",
+                "With spec.spot.onDemandTargetRef: the planner's on-demand count for that "
+                "workload (its base, plus cover for spot with no node, overdue or under a "
+                "preemption notice) next to the replicas it runs on on-demand nodes.",
+                "short",
+                [
+                    (
+                        f"llmcost_on_demand_recommended_replicas{{{W}}}",
+                        "{{workload}} recommended",
+                    ),
+                    (
+                        f'llmcost_replicas{{{W}, capacity_type="on_demand"}}'
+                        " and on (namespace, policy, workload)"
+                        f" llmcost_on_demand_recommended_replicas{{{W}}}",
+                        "{{workload}} on demand",
+                    ),
+                ],
+                decimals=0,
+            )
+        )
+        .with_panel(
+            _timeseries(
                 "Spot: projected savings",
                 "USD per hour the planner's spot replicas save against serving the same "
                 "demand on-demand only.",

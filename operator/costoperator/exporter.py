@@ -135,6 +135,12 @@ class CostCollector(Collector):
                 labels=w,
             ),
             GaugeMetricFamily(
+                "llmcost_on_demand_recommended_replicas",
+                "On-demand replicas the planner recommends for this (onDemandTargetRef) "
+                "workload, its cover for spot that does not serve included.",
+                labels=w,
+            ),
+            GaugeMetricFamily(
                 "llmcost_spot_projected_savings_usd_per_hour",
                 "Projected savings of the recommended spot plan vs all on-demand, USD per hour.",
                 labels=w,
@@ -214,6 +220,12 @@ class CostCollector(Collector):
                 add("llmcost_api_equivalent_cost_per_million_tokens_usd", [*w, api], value)
             if f.spot_recommended_replicas is not None:
                 add("llmcost_spot_recommended_replicas", w, float(f.spot_recommended_replicas))
+            if f.on_demand_recommended_replicas is not None:
+                add(
+                    "llmcost_on_demand_recommended_replicas",
+                    w,
+                    float(f.on_demand_recommended_replicas),
+                )
             add(
                 "llmcost_spot_projected_savings_usd_per_hour",
                 w,

@@ -441,8 +441,15 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
         ),
         15,
     )
+    assert wait_for(
+        lambda: (figure(stack, "llmcost_on_demand_recommended_replicas", "llama70b") or 0) >= 3,
+        15,
+    )
     auto(onDemandTargetRef=None, onDemandMinReplicas=None, onDemandMaxReplicas=None)
     assert wait_for(lambda: status().get("recommendedOnDemandReplicas") is None, 30)
+    assert wait_for(
+        lambda: figure(stack, "llmcost_on_demand_recommended_replicas", "llama70b") is None, 30
+    )
     held = replicas()
     assert held is not None
 
@@ -491,6 +498,16 @@ def test_auto_mode_scales_the_spot_workload_safely(stack: Stack) -> None:
 
     assert wait_for(conflict, 30)
     assert replicas() == held  # the new minReplicas is not applied while the HPA drives it
+    # The target named again (a Conflict too): the plan is published, nothing is scaled, and
+    # the dashboard's on-demand panel (the next test) has its series.
+    on_demand_now = od_replicas()
+    auto(onDemandTargetRef=od_ref, onDemandMinReplicas=on_demand_now, onDemandMaxReplicas=4)
+    assert wait_for(
+        lambda: figure(stack, "llmcost_on_demand_recommended_replicas", "llama70b") is not None,
+        30,
+    )
+    assert od_replicas() == on_demand_now
+    assert replicas() == held
     assert stack.operator_alive()
 
 

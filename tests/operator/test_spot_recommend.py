@@ -604,12 +604,23 @@ def test_the_on_demand_recommendation_goes_with_the_data() -> None:
     tick = {("inference", "llama70b", w): f for w, f in fleet(5000).items()}
     out = with_recommendations([view], tick, PRICES, DemandHistory(), now=10)
     assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas == 4
+
+    def exported(figures: dict[tuple[str, str, str], WorkloadFigures]) -> list[str]:
+        snapshot = Snapshot()
+        snapshot.replace(figures)
+        text = generate_latest(build_registry(snapshot)[0]).decode()
+        return [s for s in text.splitlines() if s.startswith("llmcost_on_demand_recommended")]
+
+    (line,) = exported(out)
+    assert 'workload="llama70b"' in line
+    assert line.endswith(" 4.0")
     stale = dict(out)
     stale[("inference", "llama70b", "llama70b")] = replace(
         out[("inference", "llama70b", "llama70b")], stale=True
     )
     out = with_recommendations([view], stale, PRICES, DemandHistory(), now=40)
     assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas is None
+    assert exported(out) == []  # absent, not the last value (RELIABILITY 1)
     # Without a target the figure stays unset.
     out = with_recommendations([policy()], tick, PRICES, DemandHistory(), now=10)
     assert out[("inference", "llama70b", "llama70b")].on_demand_recommended_replicas is None
