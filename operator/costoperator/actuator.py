@@ -85,6 +85,10 @@ class RecordedCover:
     to_replicas: int
     cover: int
 
+    def matches(self, workload: str, replicas: int) -> bool:
+        """The record is of `workload`, which still runs what it asked for (cover included)."""
+        return (self.workload, self.to_replicas) == (workload, replicas)
+
 
 def paused(annotations: Mapping[str, str] | None) -> bool:
     value = (annotations or {}).get(PAUSE_ANNOTATION, "")
@@ -364,9 +368,7 @@ class Actuator:
         # held by the scale-down window. The governor sees the count without the cover it
         # added last time (after a restart, the cover its record says).
         previous_cover = self.covers.get(key, 0)
-        from_record = fresh and record is not None and record.workload == f"{kind}/{name}"
-        if from_record and record is not None and record.to_replicas == current:
-            # The workload still runs what the record asked for, its cover included.
+        if fresh and record is not None and record.matches(f"{kind}/{name}", current):
             previous_cover = min(record.cover, current)
         try:
             if not data_ok or recommended is None:

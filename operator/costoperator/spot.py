@@ -221,9 +221,7 @@ def waiting_for_market(spot: WorkloadFigures, now: float, cold_start_s: float) -
     longer than `placement_grace`, and those whose creation time is unknown."""
     grace = placement_grace(spot, cold_start_s)
     unknown = max(0, spot.unplaced_replicas - len(spot.unplaced_since))
-    if grace <= 0:
-        return unknown + len(spot.unplaced_since)
-    return unknown + sum(1 for c in spot.unplaced_since if now - c >= grace)
+    return unknown + sum(1 for c in spot.unplaced_since if grace <= 0 or now - c >= grace)
 
 
 #: The words of `plan_spot`'s warning for an on-demand fleet below its P50 base.
