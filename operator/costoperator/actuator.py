@@ -24,7 +24,8 @@ The safety rules (RELIABILITY 8-13):
   period even when the first one's process died mid-step. Scale-down needs no record: a fresh
   governor seeds its stabilization window with the current count. Nor does a restart forget
   the on-demand cover: `status.onDemandScaling.coverReplicas` says how much of the count it
-  is, so the count is not taken for base (held by the window) with a second cover added.
+  is, so the count is not taken for base (held by the window) with a second cover added;
+  a hold whose cover changed rewrites it (`refreshed_cover`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ class RecordedCover:
     def matches(self, workload: str, replicas: int) -> bool:
         """The record is of `workload`, which still runs what it asked for (cover included)."""
         return (self.workload, self.to_replicas) == (workload, replicas)
+
+
+def refreshed_cover(step: Step, record: RecordedCover | None) -> RecordedCover | None:
+    """The record an on-demand hold must write, or None: the workload still runs the count the
+    record asked for, but the cover's share of it changed (spot came to serve while the base
+    rose to the same count, or the reverse). A restart resumes from the record, and with the
+    old split it would take base for cover and release it at once (a scale-down of capacity
+    the plan needs), or cover for base and add it again."""
+    if step.kind is not StepKind.HOLD or step.role != ON_DEMAND_ROLE or step.current is None:
+        return None
+    workload = f"{step.workload_kind}/{step.workload}"
+    if record is None or not record.matches(workload, step.current) or record.cover == step.cover:
+        return None
+    return RecordedCover(workload, step.current, step.cover)
 
 
 def paused(annotations: Mapping[str, str] | None) -> bool:

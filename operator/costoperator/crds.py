@@ -863,7 +863,8 @@ class ScalingRecord(_Wire):
         description="Of toReplicas, the on-demand cover for spot that does not serve "
         "(status.onDemandScaling only): while the workload still runs toReplicas, a restarted "
         "operator or a new leader counts them as cover (released as spot serves), not as "
-        "base held by the scale-down window.",
+        "base held by the scale-down window. A hold that changes the cover's share "
+        "rewrites it.",
     )
 
 

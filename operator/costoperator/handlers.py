@@ -31,6 +31,7 @@ from costoperator.actuator import (
     ScaleClient,
     Step,
     StepKind,
+    refreshed_cover,
 )
 from costoperator.config import OperatorConfig
 from costoperator.crds import (
@@ -326,10 +327,8 @@ async def _carry_out(
             return False
         # The record's time is the decision's (taken before the client may be made).
         stamp = dt.datetime.now(dt.UTC)
-        scaler: ScaleClient | None = memo.get("scaler")
         try:
-            if scaler is None:
-                scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+            scaler = await _scaler(memo)
             # Write-ahead: the record lands before the scale, so a process killed between
             # the two still leaves its successor the step period to respect.
             up = step.direction == "up"
@@ -366,6 +365,25 @@ async def _carry_out(
             "ScaledUp" if step.direction == "up" else "ScaledDown",
             f"{target}: {step.current} → {step.desired} replicas ({step.reason})",
         )
+    elif (refreshed := refreshed_cover(step, runtime.on_demand_covers.get(key))) is not None:
+        if not leading(memo):
+            actuator.forget()
+            return False
+        try:
+            scaler = await _scaler(memo)
+            await asyncio.to_thread(
+                scaler.record,
+                view.namespace,
+                view.name,
+                {"coverReplicas": refreshed.cover},
+                True,
+            )
+        except Exception as exc:  # the record stays as it was; the next tick tries again
+            log.warning(
+                "recording the cover of %s/%s failed: %s", view.namespace, step.workload, exc
+            )
+            return True
+        runtime.on_demand_covers[key] = refreshed
     elif changed and step.kind is not StepKind.HOLD:
         runtime.post(
             key,
@@ -374,6 +392,13 @@ async def _carry_out(
             f"{target}: {step.reason}",
         )
     return True
+
+
+async def _scaler(memo: kopf.Memo) -> ScaleClient:
+    scaler: ScaleClient | None = memo.get("scaler")
+    if scaler is None:
+        scaler = memo["scaler"] = await asyncio.to_thread(KubernetesScaleClient)
+    return scaler
 
 
 # --- the cluster picture (watched only: no finalizers, no annotations) -----------------------

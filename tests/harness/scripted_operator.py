@@ -78,6 +78,8 @@ class ScriptedScaleClient(KubernetesScaleClient):
         self, namespace: str, policy: str, record: Mapping[str, Any], on_demand: bool = False
     ) -> None:
         super().record(namespace, policy, record, on_demand)
+        if "lastScaleTime" not in record:  # a hold's cover rewrite: no scale to log
+            return
         # `at`: the record's own time, taken right after the decision (the log line's `t`
         # comes after the PATCH, whose latency varies).
         at = dt.datetime.fromisoformat(record["lastScaleTime"]).timestamp()

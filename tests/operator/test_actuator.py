@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from costengine.pricing import CapacityType
-from costoperator.actuator import PAUSE_ANNOTATION, Actuator, RecordedCover, Step, StepKind
+from costoperator.actuator import (
+    PAUSE_ANNOTATION,
+    Actuator,
+    RecordedCover,
+    Step,
+    StepKind,
+    refreshed_cover,
+)
 from costoperator.figures import PolicyView, SpotView, WorkloadFigures
 from costoperator.state import ClusterState
 
@@ -237,6 +244,7 @@ def decide_all(
         data_ok=kw.get("data_ok", True),
         now=now,
         on_demand_record=kw.get("on_demand_record"),
+        since_on_demand_scale_up_s=kw.get("since_on_demand_scale_up_s"),
     )
     for step in steps:
         if step.kind is StepKind.SCALE:
@@ -357,3 +365,47 @@ def test_a_restart_resumes_the_cover_from_the_record(fleet: ClusterState) -> Non
     ):
         steps = decide_all(Actuator(), fleet, 2, 5, now=100, cover=2, on_demand_record=stale)
         assert steps["on-demand"].desired == 6  # 5 + 2, held to onDemandMaxReplicas
+
+
+def test_a_hold_whose_cover_changed_rewrites_the_record(fleet: ClusterState) -> None:
+    """Base 3 and 2 of cover run (5, recorded so). Spot comes to serve as the base rises to 5:
+    the count holds, all of it base now, and the hold's record says so. A restart within the
+    step period from the old record would take 2 of the base for cover, release them at once
+    and, the period holding the base's rise back, scale the plan's 5 down to 3."""
+    actuator = Actuator()
+    decide_all(actuator, fleet, 2, 3, now=0)
+    steps = decide_all(actuator, fleet, 2, 5, now=10, cover=2)
+    assert (steps["on-demand"].desired, steps["on-demand"].cover) == (5, 2)
+    old = RecordedCover(f"Deployment/{OD}", 5, 2)
+    assert refreshed_cover(steps["on-demand"], old) is None  # a scale writes its own record
+    steps = decide_all(actuator, fleet, 2, 5, now=30)  # spot serves; the base is 5
+    held = steps["on-demand"]
+    assert (held.kind, held.current, held.cover) == (StepKind.HOLD, 5, 0)
+    new = refreshed_cover(held, old)
+    assert new == RecordedCover(f"Deployment/{OD}", 5, 0)
+    assert refreshed_cover(held, new) is None  # written once
+    # What each record gives a restart 10 s later (30 s after the recorded scale-up):
+    restart = {"since_on_demand_scale_up_s": 30.0}
+    steps = decide_all(Actuator(), fleet, 2, 5, now=100, on_demand_record=new, **restart)
+    assert (steps["on-demand"].kind, steps["on-demand"].current) == (StepKind.HOLD, 5)
+    steps = decide_all(Actuator(), fleet, 2, 5, now=100, on_demand_record=old, **restart)
+    assert (steps["on-demand"].desired, steps["on-demand"].direction) == (3, "down")
+
+
+def test_only_an_on_demand_hold_of_the_recorded_count_rewrites_the_record() -> None:
+    record = RecordedCover(f"Deployment/{OD}", 5, 2)
+
+    def step(kind: StepKind, role: str = "on-demand", current: int | None = 5) -> Step:
+        return Step(kind, NS, "llama70b", "Deployment", OD, current, current, "none", "", role)
+
+    assert refreshed_cover(step(StepKind.HOLD), record) == RecordedCover(f"Deployment/{OD}", 5, 0)
+    for unchanged in (
+        step(StepKind.HOLD, role="spot"),
+        step(StepKind.HOLD, current=None),
+        step(StepKind.HOLD, current=4),  # another count: the record is not believed anyway
+        step(StepKind.PAUSED),
+        step(StepKind.CONFLICT),
+    ):
+        assert refreshed_cover(unchanged, record) is None
+    assert refreshed_cover(step(StepKind.HOLD), None) is None
+    assert refreshed_cover(step(StepKind.HOLD), RecordedCover("Deployment/x", 5, 2)) is None
