@@ -24,7 +24,11 @@ The planner, `plan_spot`
    The ``level`` is the current sample, or with ``level_horizon`` set the **sustained
    level** (`sustained_level`): the median of the last ``level_horizon`` samples and the
    current one, unless the current sample is above what that median's fleet serves at full
-   throughput (median ÷ target utilization): such a rise is a new level and counts as it is.
+   throughput (median ÷ target utilization): such a rise is a new level and counts as it is,
+   unless the history has seen it before (with ``burst_quantile``: no higher than the
+   median plus the ``burst_quantile`` of the rises within ``lead`` from the median or above,
+   as `burst_margin` counts them): a rise of the size bursts take is a burst, which the burst
+   term carries at full throughput, not a level to keep the slack over for a window.
    A fall counts as soon as the median of the latest three samples (``FALL_SAMPLES``) shows
    it: below the long median, the level is the lower of the two. The scale-down window holds
    a fall for its length anyway; its maximum of medians over the window would hold one for a
@@ -493,14 +497,24 @@ def _trailing(samples: Sequence[float], horizon: int | None) -> list[float]:
 
 
 def sustained_level(
-    history: Sequence[float], current: float, horizon: int | None, target_utilization: float
+    history: Sequence[float],
+    current: float,
+    horizon: int | None,
+    target_utilization: float,
+    lead: int | None = None,
+    burst_quantile: float | None = None,
 ) -> float:
     """The demand the planner's steady term sizes at the target utilization (module, step 2):
     the median of the last `horizon` samples of `history` (oldest first; None: all of them)
     and `current`, except:
 
     - a rise: `current` when it is above ``median ÷ target_utilization`` (more than the
-      median's fleet serves at full throughput: not noise the slack absorbs, a new level);
+      median's fleet serves at full throughput: not noise the slack absorbs, a new level),
+      but with `burst_quantile` set not when it is a rise the history has seen: no higher
+      than the median plus ``burst_margin(history, median, lead, burst_quantile)``. Such a
+      rise is a burst, and the burst term carries bursts; counted as a level it would keep
+      the slack over every burst for a scale-down window (periodic bursts: twice the fleet
+      they need, or a scale-up and a scale-down at each);
     - a fall: when `current` is below the median, the median of the last `FALL_SAMPLES`
       samples (`current` and the ones just before it) if that is lower. The scale-down window
       already holds a fall for its length; a median over the window alone would hold it half
@@ -513,7 +527,10 @@ def sustained_level(
         require_non_negative("horizon", horizon)
     level = _quantile([*_trailing(history, horizon), current], 0.5)
     if current * target_utilization > level + _EPS:
-        return current
+        if burst_quantile is None:
+            return current
+        seen = burst_margin(history, level, lead, burst_quantile)
+        return level if current <= level + seen + _EPS else current
     if current < level:
         latest = _quantile([*_trailing(history, FALL_SAMPLES - 1), current], 0.5)
         return min(level, latest)
@@ -566,7 +583,12 @@ def plan_spot(
         needed = _replicas_for(sizing, usable)
     else:
         level = sustained_level(
-            demand_history, current_demand, level_horizon, limits.target_utilization
+            demand_history,
+            current_demand,
+            level_horizon,
+            limits.target_utilization,
+            recent_peak_horizon,
+            limits.burst_quantile,
         )
         steady = level * (1 + limits.headroom)
         if current_burst is None:

@@ -297,6 +297,30 @@ def test_sustained_level_is_the_median_unless_a_rise_passes_the_slack_or_a_fall_
     assert sustained_level(noisy, 5900, 5, 0.7) == pytest.approx(4200)
 
 
+def test_a_rise_the_history_has_seen_is_a_burst_not_a_new_level() -> None:
+    """Past the slack, a rise no higher than the median plus the quantile of the rises the
+    history took from the median or above within the lead is a burst (the burst term carries
+    it); higher, or without a quantile, a new level."""
+    bursty = [50.0, 50.0, 1500.0, 1500.0, 50.0, 50.0, 50.0, 1500.0, 1500.0, 50.0]
+    # The median of the last 10 and the current one is 50; the rises from 50 within 2 samples
+    # were 1,450 (four of the seven starts) or 0: the P90 is 1,450.
+    assert burst_margin(bursty, 50, 2, 0.9) == pytest.approx(1450)
+    assert sustained_level(bursty, 1500, 10, 0.7, lead=2, burst_quantile=0.9) == pytest.approx(50)
+    assert sustained_level(bursty, 1500, 10, 0.7) == 1500  # no quantile: counted as it is
+    # Higher than any rise seen: a new level.
+    assert sustained_level(bursty, 1600, 10, 0.7, lead=2, burst_quantile=0.9) == 1600
+    # A history of no rises (flat, then this one): a new level, as before.
+    flat = [50.0] * 10
+    assert sustained_level(flat, 1500, 10, 0.7, lead=2, burst_quantile=0.9) == 1500
+    # Rises of that size were rare (one of ten starts): the P90 of the rises is 145, so a
+    # new level.
+    rare = [50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 1500.0, 50.0]
+    assert sustained_level(rare, 1500, 10, 0.7, lead=1, burst_quantile=0.9) == 1500
+    # Within the slack nothing changes: the median.
+    noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0]
+    assert sustained_level(noisy, 4700, 5, 0.7, lead=2, burst_quantile=0.9) == pytest.approx(4200)
+
+
 def test_the_sustained_level_keeps_the_slack_over_the_level_not_over_each_sample() -> None:
     limits = SpotLimits(max_replicas=20)  # target utilization 0.7, P90 burst margin
     noisy = [4000.0, 4600.0, 3500.0, 4400.0, 3700.0] * 4
