@@ -76,6 +76,11 @@ class Step:
     """Of `desired` (on demand), the cover for spot that does not serve: written in the
     scale's record (`status.onDemandScaling.coverReplicas`) for a restart to resume from."""
 
+    @property
+    def workload_ref(self) -> str:
+        """Kind/name, as the scaling record names the workload."""
+        return f"{self.workload_kind}/{self.workload}"
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedCover:
@@ -99,7 +104,7 @@ def refreshed_cover(step: Step, record: RecordedCover | None) -> RecordedCover |
     the plan needs), or cover for base and add it again."""
     if step.kind is not StepKind.HOLD or step.role != ON_DEMAND_ROLE or step.current is None:
         return None
-    workload = f"{step.workload_kind}/{step.workload}"
+    workload = step.workload_ref
     if record is None or not record.matches(workload, step.current) or record.cover == step.cover:
         return None
     return RecordedCover(workload, step.current, step.cover)

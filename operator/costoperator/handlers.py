@@ -335,7 +335,7 @@ async def _carry_out(
             record = ScalingRecord(
                 last_scale_time=stamp,
                 last_scale_up_time=stamp if up else None,  # unset: the merge keeps the last
-                workload=f"{step.workload_kind}/{step.workload}",
+                workload=step.workload_ref,
                 from_replicas=step.current or 0,
                 to_replicas=step.desired,
                 holder=memo["elector"].identity,
