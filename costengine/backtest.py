@@ -73,7 +73,9 @@ The policies
   per 15 s, 300 s scale-down stabilization). On demand only.
 - ``planner`` (ours): each tick `costengine.spotplan.plan_spot` on the observed history (the
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
-  recent-peak horizon of one cold start (at least the rate window) and a sustained level over
+  recent-peak horizon of its reaction time, a tick and a cold start (at least the rate window:
+  a rise just after a tick is seen at the next, whose replicas serve a cold start later), and a
+  sustained level over
   the scale-down window (the median of its ticks: the target utilization's slack is kept over
   that level, not over each noisy sample; a rise past the slack counts as it is, a fall once
   the median of the latest three ticks shows it), as the operator calls it, with the
@@ -1356,9 +1358,11 @@ def make_policy(
             headroom=planner_headroom,
             burst_quantile=planner_burst_quantile,
         )
-        # As the operator does: the lead (the recent-peak horizon) is one cold start, at least
-        # the rate window; the sustained level spans the scale-down window.
-        recent_s = max(fleet.cold_start_s, fleet.rate_window_s)
+        # As the operator does: the lead (the recent-peak horizon) is the reaction time, at
+        # least the rate window: a rise just after a tick is seen at the next one, whose
+        # replicas serve a cold start later, so a tick's fleet carries demand for a control
+        # period and a cold start. The sustained level spans the scale-down window.
+        recent_s = max(fleet.cold_start_s + fleet.control_period_s, fleet.rate_window_s)
         horizon = max(1, math.ceil(recent_s / fleet.control_period_s - _EPS))
         spot_limits = GovernorLimits(min_replicas=0, max_replicas=max_spot_replicas)
         return PlannerPolicy(

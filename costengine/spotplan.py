@@ -11,7 +11,8 @@ The planner, `plan_spot`
 1. A replica's usable capacity is ``tokens_per_second × target_utilization``.
 2. Sizing, by default the burst rule (``burst_quantile`` set): a replica ordered now serves
    only a lead time later (``recent_peak_horizon`` samples, which a caller should make span
-   one cold start), so the fleet must carry, until then, whatever demand rises to. The
+   its reaction time: a tick and a cold start, as a rise just after a tick is seen at the
+   next one), so the fleet must carry, until then, whatever demand rises to. The
    history says how far it rises: for each past sample at or above the current sample, the
    highest of its next ``lead`` samples less it (0 when demand fell) is one observed rise,
    and the burst margin is the ``burst_quantile`` of those rises (`burst_margin`; rises from

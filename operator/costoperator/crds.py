@@ -579,9 +579,10 @@ class SpotSpec(_Wire):
         ge=0,
         le=1,
         description="The planner's burst margin covers this quantile of the demand rises seen "
-        "within one cold start, 0..1 (unset: 0.9), and a rise past targetUtilization's slack "
-        "no larger than that quantile of them is a burst, not a new steady level. Raise it for "
-        "rarer bursts; 0 keeps no margin beyond targetUtilization's slack.",
+        "within a tick and a cold start (its reaction time), 0..1 (unset: 0.9), and a rise "
+        "past targetUtilization's slack no larger than that quantile of them is a burst, not a "
+        "new steady level. Raise it for rarer bursts; 0 keeps no margin beyond "
+        "targetUtilization's slack.",
     )
     cold_start_seconds: int | None = Field(
         default=None,

@@ -93,6 +93,11 @@ class DemandHistory:
         """The burst signal's samples (oldest first), those taken before `before` when given."""
         return [v for t, v in self._bursts.get(key, ()) if before is None or t < before]
 
+    def previous(self, key: tuple[str, str], before: float) -> float | None:
+        """When the latest sample before `before` was taken (the previous tick), or None."""
+        times = [t for t, _ in self._samples.get(key, ()) if t < before]
+        return max(times, default=None)
+
     def count(self, key: tuple[str, str], since: float, before: float | None = None) -> int:
         """How many samples are at or after `since` (and before `before` when it is given)."""
         return sum(
@@ -292,11 +297,15 @@ def policy_plan(
         spot_usd,
         measured_cold_start(figures[name], base),
     )
-    # The planner's lead: a spot replica ordered now serves a cold start later (at least the
-    # rate window), so the burst margin counts rises within that many samples. The sustained
-    # level is the median over the scale-down window, whose maximum the actuator holds. The
-    # history passed is the samples before this tick's, which is passed as the current one.
-    lead = history.count(key, since=now - max(economics.cold_start_s, policy.window_s), before=now)
+    # The planner's lead is its reaction time (at least the rate window): a rise just after
+    # the previous tick is seen at this one, and a spot replica ordered now serves a cold start
+    # later, so the fleet a tick plans carries demand for a tick interval and a cold start,
+    # and the burst margin counts rises within that many samples. The sustained level is the
+    # median over the scale-down window, whose maximum the actuator holds. The history passed
+    # is the samples before this tick's, which is passed as the current one.
+    previous = history.previous(key, before=now)
+    reaction_s = economics.cold_start_s + (0.0 if previous is None else now - previous)
+    lead = history.count(key, since=now - max(reaction_s, policy.window_s), before=now)
     level = history.count(key, since=now - spot.scale_down_window_s, before=now)
     on_demand = sum(f.replicas.get(CapacityType.ON_DEMAND, 0) for f in base)
     # Bursts may queue within `burstQueueSeconds` only while every spot replica serves and

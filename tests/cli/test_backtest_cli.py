@@ -124,12 +124,14 @@ def test_the_table_for_people(shared_data: Path) -> None:
     assert "oracle" not in done.stdout.split("Policies")[1].split("Goals")[0]
 
 
-def test_the_burst_margin_serves_the_bursty_code_trace_where_the_recent_peak_falls_short(
+def test_the_burst_margin_serves_the_bursty_code_trace_for_less_than_the_recent_peak(
     shared_data: Path,
 ) -> None:
-    """Azure code bursts from near silence, faster than a 120 s cold start: sizing for the
-    peak of the last cold start leaves the planner short of the goal's 0.5% of tokens; the
-    burst margin (the P90 of the rises seen within a cold start) keeps it within."""
+    """Azure code bursts from near silence, faster than a 120 s cold start. Sizing for the
+    peak of the planner's reaction time × 1.1 (the earlier rule) serves it only by holding
+    that peak's slack through the quiet; the burst margin (the P90 of the rises seen within
+    the reaction time) serves it within the goal's 0.5% of tokens for less. (While the lead
+    was a cold start without the tick that sees a rise, the recent peak fell 1.12% short.)"""
     trace = shared_data / "traces" / "azure_llm_2023_code.csv"
     docs = {}
     for rule, args in (("burst", []), ("peak", ["--planner-recent-peak"])):
@@ -143,7 +145,9 @@ def test_the_burst_margin_serves_the_bursty_code_trace_where_the_recent_peak_fal
     assert docs["peak"]["options"]["planner_burst_quantile"] is None
     burst = docs["burst"]["policies"]["planner"]
     peak = docs["peak"]["policies"]["planner"]
-    assert burst["shortfall_token_ratio"] <= 0.005 < peak["shortfall_token_ratio"]
+    assert burst["shortfall_token_ratio"] <= 0.005
+    assert burst["shortfall_token_ratio"] <= peak["shortfall_token_ratio"]
+    assert burst["cost_usd"] < 0.95 * peak["cost_usd"]
 
 
 def test_the_preemption_notice_keeps_the_code_trace_within_the_shortfall_budget_under_stress(

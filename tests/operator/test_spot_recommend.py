@@ -177,9 +177,10 @@ def test_the_burst_quantile_of_the_policy_sets_the_margin() -> None:
 def test_the_policys_cold_start_sets_the_lead_and_refuses_spot_over_five_minutes() -> None:
     # A 1-minute rate window; 1,000 tokens/s (the 2 on-demand replicas serve it) with a burst
     # to 5,000 every 15 minutes, now quiet. The burst margin counts the rises seen within the
-    # lead, one cold start: 120 s (4 ticks) sees the burst from 4 of every 30 samples, over
-    # the P90's tenth, so it keeps ceil(5000 / 2000) = 3 replicas, 1 spot; a 30 s cold start
-    # (the lead is then the 60 s rate window, 2 ticks) sees it from 2 in 30, under a tenth.
+    # lead, a tick and a cold start: 30 + 120 s (5 ticks) sees the burst from 5 of every 30
+    # samples, over the P90's tenth, so it keeps ceil(5000 / 2000) = 3 replicas, 1 spot; a
+    # 30 s cold start (the lead is then the 60 s rate window, 2 ticks) sees it from 2 in 30,
+    # under a tenth.
     quiet, burst = [1000.0] * 29, [5000.0]
     demand = (quiet + burst) * 4 + quiet[:1]
 
@@ -200,6 +201,36 @@ def test_the_policys_cold_start_sets_the_lead_and_refuses_spot_over_five_minutes
     assert plan.refused
     assert plan.spot_replicas == 0
     assert "cold start (600 s) exceeds the seed's 300 s" in why
+
+
+def test_the_lead_spans_the_tick_that_sees_a_rise_and_the_cold_start() -> None:
+    # 1,000 tokens/s (the 2 on-demand replicas serve it) with a burst to 5,000 every 45 ticks,
+    # now quiet. A rise just after a tick is seen at the next one, and the replicas that tick
+    # asks for serve a cold start later, so the lead is the tick interval and the cold start:
+    # 30 + 120 s, 5 ticks, sees the burst from 5 of every 45 samples, over the P90's tenth,
+    # and keeps ceil(5000 / 2000) = 3 replicas, 1 spot. The cold start alone (4 ticks, 4 in
+    # 45) is under it and keeps none; so is a 90 s cold start with its tick (4 ticks); ticks
+    # 15 s apart see it with a 120 s cold start from 9 of every 45 samples: 1 spot again.
+    quiet, burst = [1000.0] * 44, [5000.0]
+    demand = (quiet + burst) * 3 + quiet[:1]
+
+    def spot_now(tick_s: float = 30, **spot: object) -> int:
+        history = DemandHistory()
+        view = replace(policy(**spot), window="1m", window_s=60)
+        for i, tps in enumerate(demand):
+            plan, why = plan_for_policy(view, fleet(tps), PRICES, history, now=tick_s * i)
+        assert plan is not None, why
+        return plan.spot_replicas
+
+    assert spot_now() == 1
+    assert spot_now(cold_start_s=90) == 0
+    assert spot_now(tick_s=15) == 1
+    history = DemandHistory()
+    assert history.previous(("inference", "llama70b"), before=10) is None
+    history.add(("inference", "llama70b"), 0, 1.0)
+    history.add(("inference", "llama70b"), 30, 1.0)
+    assert history.previous(("inference", "llama70b"), before=30) == 0
+    assert history.previous(("inference", "llama70b"), before=31) == 30
 
 
 def test_the_pods_measured_cold_start_is_used_unless_the_policy_sets_one() -> None:

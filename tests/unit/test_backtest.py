@@ -428,6 +428,27 @@ def test_bursts_that_recur_past_the_scale_down_window_are_served_once_the_signal
     assert len(set(_fleets(queue)[4 * 42 :])) == 1
 
 
+def test_the_lead_is_the_reaction_time_a_tick_and_a_cold_start() -> None:
+    """40 s bursts at 12× the baseline every 6 minutes, with a 60 s cold start. A rise just
+    after a tick is seen at the next one, and that tick's replicas serve a cold start later:
+    the lead that holds the burst signal and counts the rises is a tick and a cold start (3
+    ticks). With the cold start alone (2 ticks) the rises counted from the level missed the
+    60 s rate's peak, which comes at a burst's third tick: the level's rise rule saw each
+    burst's rate as a new level and asked for replicas ready after the burst, and the
+    scale-down window released them as the next burst began: 75 actions in the two hours,
+    0.75% of the tokens short, never settled. Now 0.38% short (the second burst), and from
+    the fourth burst on the fleet does not move."""
+    fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
+                       on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
+                       warmup_s=0, cold_start_s=60)  # fmt: skip
+    demand = [(1200.0 if t % 36 < 4 else 100.0) * fleet.step_s for t in range(720)]
+    r = simulate(demand, make_policy("planner", fleet, 16, 8, 12, 0.7), fleet)
+    assert r.shortfall_tokens <= 0.005 * sum(demand)
+    assert sum(r.series.shortfall_tokens[3 * 36 :]) == 0  # none after the third burst
+    assert r.scale_actions <= 16
+    assert len(set(_fleets(r)[4 * 36 :])) == 1
+
+
 def test_bursts_half_the_time_get_the_fleet_they_need_not_a_levels_slack_over_them() -> None:
     """60 s bursts at 30× the baseline every 2 minutes: the bursts need 10 replicas (1,500
     tokens/s for 60 s served within the 30 s bound: 1,000 tokens/s). Counted as a new level at

@@ -1050,7 +1050,8 @@ def backtest(
         float,
         typer.Option(
             help="The planner's burst margin: this quantile, in [0, 1], of the rises in demand "
-            "seen within one cold start, carried at full throughput until new replicas serve."
+            "seen within a control period and a cold start (the planner's reaction time), "
+            "carried at full throughput until new replicas serve."
         ),
     ] = 0.9,
     planner_recent_peak: Annotated[
