@@ -75,10 +75,10 @@ The policies
   arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
   recent-peak horizon of its reaction time, a tick and a cold start (at least the rate window:
   a rise just after a tick is seen at the next, whose replicas serve a cold start later), and a
-  sustained level over
-  the scale-down window (the median of its ticks: the target utilization's slack is kept over
-  that level, not over each noisy sample; a rise past the slack counts as it is, a fall once
-  the median of the latest three ticks shows it), as the operator calls it, with the
+  sustained level over the scale-down window (the median of its ticks: the target
+  utilization's slack is kept over that level, not over each noisy sample; a rise past the
+  slack counts as it is, a fall once the median of the latest three ticks shows it), as the
+  operator calls it, with the
   operator's limits (target utilization, the burst margin at its P90 and no extra headroom,
   the spot fraction and a spot cap of the on-demand peak fleet). Its burst term reads the
   queue-aware burst signal within the latency bound (``planner_queue``), except while spot

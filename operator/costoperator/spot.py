@@ -95,8 +95,10 @@ class DemandHistory:
 
     def previous(self, key: tuple[str, str], before: float) -> float | None:
         """When the latest sample before `before` was taken (the previous tick), or None."""
-        times = [t for t, _ in self._samples.get(key, ()) if t < before]
-        return max(times, default=None)
+        for t, _ in reversed(self._samples.get(key, ())):  # oldest first
+            if t < before:
+                return t
+        return None
 
     def count(self, key: tuple[str, str], since: float, before: float | None = None) -> int:
         """How many samples are at or after `since` (and before `before` when it is given)."""
