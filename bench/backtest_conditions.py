@@ -10,8 +10,8 @@ The planner's rules were developed on the three shared traces at `llmcost backte
 shared folder. This replays the same traces with one default changed at a time (`CONDITIONS`:
 the fleet's size, the cold start, the latency bound, the tick, another spot market, another
 price sheet) and reports, per condition and trace, seed_hybrid's, the planner's and the
-oracle's cost, shortfall and scale actions, and the issue's goals for the planner. A
-condition whose cold start passes the default 300 s warm-up scores from two cold starts on
+oracle's cost, shortfall and scale actions, and the issue's goals for the planner. The
+180 s and 300 s cold starts score from two cold starts on, past the default 300 s warm-up
 (every policy starts from one replica). Each run takes ~1 s without the oracle and up to its
 solver's limit (default 20 s) with it; all of them, ~10 minutes on two cores.
 """
