@@ -111,7 +111,9 @@ The policies
      2 requires (the spot fraction, spot's limits, spot not worth its interruptions). The P50
      base guards typical traffic for the gap between a preemption and its cover serving; a
      notice of a cold start or more closes that gap (mechanism 3 asks for the cover at the
-     notice), so ``fraction`` is then the default and ``p50`` otherwise. Without such a notice
+     notice), and the queue carries what is left of it up to the latency bound, so
+     ``fraction`` is the default when the notice and the latency bound span the cold start
+     (`FleetModel.notice_covers_cold_start`) and ``p50`` otherwise. Without such a notice
      ``market`` and ``fraction`` are cheaper in a calm market and short of tokens when a storm
      follows one (BENCHMARKS.md). ``operator`` is the live operator's shape, which scales only
      the spot workload: the on-demand fleet stays at seed_hybrid's base (the P50 of the
@@ -277,8 +279,11 @@ class FleetModel:
 
     @property
     def notice_covers_cold_start(self) -> bool:
-        """A replica asked for at a preemption notice serves before the preempted one goes."""
-        return self.preemption_notice_s >= self.cold_start_s
+        """A replica asked for at a preemption notice serves before the work the preempted one
+        leaves has waited past the latency bound: the notice and the bound span the cold
+        start. The queue carries a gap of up to the bound between the preemption and the cover
+        serving; with a longer gap that work is dropped."""
+        return self.preemption_notice_s + self.latency_bound_s >= self.cold_start_s
 
     @property
     def replica_tokens_per_step(self) -> float:
@@ -1235,7 +1240,7 @@ class BacktestSettings:
     (the operator's default); False: at each tick's rate."""
     planner_base: PlannerBase | None = None
     """The planner's on-demand base rule (`PlannerPolicy._base`); None: ``fraction`` when the
-    fleet's preemption notice is at least a cold start, else ``p50``."""
+    fleet's preemption notice and latency bound span a cold start, else ``p50``."""
     planner_queue: bool = True
     """The planner's burst term reads the queue-aware burst signal (`PlannerPolicy.queue_aware`,
     the operator's default); False: the demand rate."""
@@ -1323,8 +1328,8 @@ def make_policy(
     planner_queue: bool = True,
 ) -> Policy:
     """A fresh policy by name (not the oracle, which needs its plan). `planner_base` None:
-    ``fraction`` when the fleet's preemption notice is at least a cold start, else ``p50``;
-    `planner_level`: the sustained level over the spot scale-down window, else none;
+    ``fraction`` when the fleet's preemption notice and latency bound span a cold start,
+    else ``p50``; `planner_level`: the sustained level over the spot scale-down window, else none;
     `planner_queue`: the burst term on the queue-aware burst signal, else on the rate."""
     if name == "on_demand_peak":
         return StaticPolicy("on_demand_peak", peak_replicas)

@@ -172,7 +172,8 @@ class BacktestOptions:
     planner_queue: bool = True
     """False: the planner's burst term reads the demand rate, not the queue-aware signal."""
     planner_base: PlannerBase | None = None
-    """None: ``fraction`` when the preemption notice is at least the cold start, else ``p50``."""
+    """None: ``fraction`` when the preemption notice and the latency bound span the cold start
+    (the queue carries the rest of the gap), else ``p50``."""
     oracle_utilization: float | None = None
     """None: the target utilization."""
     peak_replicas: int = 8

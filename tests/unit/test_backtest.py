@@ -571,7 +571,8 @@ def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> Non
     # back. The market base has fallen below what on demand alone can carry at 100% by then (the
     # fraction base is there from the start), so the cover decides it: asked for at the
     # preemption (no notice) it serves a cold start late and work is dropped; a shorter notice
-    # shortens the gap; a notice of a cold start closes it.
+    # shortens the gap; a notice of a cold start closes it, and so does one that leaves a gap
+    # the queue carries within the 30 s latency bound (90 s).
     market = [12 if t < 480 else 0 for t in range(720)]
     for base in ("market", "fraction"):
         _cover_at_the_notice(base, market)
@@ -580,7 +581,7 @@ def test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes() -> Non
 def _cover_at_the_notice(base: PlannerBase, market: list[int]) -> None:
     short: dict[float, float] = {}
     covered_at: dict[float, int] = {}
-    for notice in (0.0, 60.0, 120.0):
+    for notice in (0.0, 60.0, 90.0, 120.0):
         fleet = FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                            on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
                            warmup_s=0, preemption_notice_s=notice)  # fmt: skip
@@ -592,7 +593,7 @@ def _cover_at_the_notice(base: PlannerBase, market: list[int]) -> None:
         covered_at[notice] = next(
             i for i, (od, _) in enumerate(planner.decisions) if i > 100 and od == 8
         )
-    assert short[0.0] > short[60.0] > short[120.0] == 0, base
+    assert short[0.0] > short[60.0] > short[90.0] == short[120.0] == 0, base
     per = FleetModel(
         replica_tokens_per_second=1,
         gpus_per_replica=1,
@@ -604,13 +605,19 @@ def _cover_at_the_notice(base: PlannerBase, market: list[int]) -> None:
 
 
 def test_the_fraction_base_is_the_default_when_the_notice_covers_the_cold_start() -> None:
-    def fleet(notice: float, cold: float = 120) -> FleetModel:
+    """The notice and the latency bound must span the cold start: the queue carries a gap of
+    up to the bound between a preemption and its cover serving (see the next test)."""
+
+    def fleet(notice: float, cold: float = 120, bound: float = 30) -> FleetModel:
         return FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
                           on_demand_usd_per_gpu_hour=2.21, spot_usd_per_gpu_hour=0.73,
-                          preemption_notice_s=notice, cold_start_s=cold)  # fmt: skip
+                          preemption_notice_s=notice, cold_start_s=cold,
+                          latency_bound_s=bound)  # fmt: skip
 
     cases = ((fleet(120), "fraction"), (fleet(30), "p50"), (fleet(0, cold=0), "fraction"),
-             (fleet(300, cold=240), "fraction"), (fleet(120, cold=180), "p50"))  # fmt: skip
+             (fleet(300, cold=240), "fraction"), (fleet(120, cold=180), "p50"),
+             (fleet(90), "fraction"), (fleet(80), "p50"), (fleet(30, cold=60), "fraction"),
+             (fleet(120, cold=180, bound=60), "fraction"), (fleet(0, bound=60), "p50"))  # fmt: skip
     for f, default in cases:
         assert BacktestSettings(f).base == default
         planner = make_policy("planner", f, 12, 4, 8, 0.7)

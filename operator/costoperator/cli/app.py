@@ -1102,8 +1102,9 @@ def backtest(
             "spot replacement for each replica under notice; operator-p50 and "
             "operator-fraction: the live operator with spec.spot.onDemandTargetRef "
             "(onDemandBase P50 or Fraction), both halves planned each tick. Default: fraction "
-            "when --preemption-notice-s is at least --cold-start-s (the cover serves before "
-            "spot goes), else p50; without such a notice market and fraction are cheaper in a "
+            "when --preemption-notice-s plus --latency-bound-s is at least --cold-start-s (the "
+            "cover serves before the work a preempted replica leaves has waited past the "
+            "bound), else p50; without such a notice market and fraction are cheaper in a "
             "calm market and short of tokens when a storm follows one.",
             show_default="fraction when the notice covers the cold start, else p50",
         ),
