@@ -54,6 +54,14 @@ CONDITIONS = {
         "a 300 s cold start, the seed's limit (longer than the 120 s notice: the P50 base)",
         {"cold_start_s": 300.0, "warmup_s": 600.0},
     ),
+    "notice-90": Condition(
+        "a 90 s preemption notice: with the 30 s bound it spans the cold start (fraction base)",
+        {"preemption_notice_s": 90.0},
+    ),
+    "notice-30-cold-60": Condition(
+        "GCP's and Azure's 30 s notice with a 60 s cold start (fraction base)",
+        {"preemption_notice_s": 30.0, "cold_start_s": 60.0},
+    ),
     "latency-10": Condition("a 10 s latency bound: one step of queue", {"latency_bound_s": 10.0}),
     "latency-60": Condition("a 60 s latency bound", {"latency_bound_s": 60.0}),
     "tick-20": Condition("the operator ticking every 20 s", {"control_period_s": 20.0}),

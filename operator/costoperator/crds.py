@@ -676,7 +676,7 @@ class SpotSpec(_Wire):
         description="Unset or P50: the on-demand base covers the P50 of demand (the seed's "
         "hybrid); Fraction: none beyond what maxSpotFraction requires (cheaper; the cover at a "
         "preemption notice guards typical traffic, so use it where spot nodes get notice "
-        "taints, README).",
+        "taints and the notice plus burstQueueSeconds spans the cold start, README).",
     )
 
     @model_validator(mode="after")
