@@ -25,10 +25,10 @@ start: a stress test, harsher than reality).
 Notice: the spot trace records when instances went, not when they were told. The backtest
 assumes each preemption was announced ``--preemption-notice-s`` ahead (default 120 s: the file
 is AWS's, and AWS gives a two-minute Spot interruption notice; GCP and Azure give 30 s). With a
-notice at least as long as the cold start the planner's on-demand base rule defaults to
-``fraction``: no P50 base, only the on-demand replicas the spot fraction requires, because the
-cover asked for at the notice serves before the preempted replica goes (`costengine.backtest`,
-the planner's mechanism 5).
+notice that with the latency bound spans the cold start, the planner's on-demand base rule
+defaults to ``fraction``: no P50 base, only the on-demand replicas the spot fraction requires,
+because the cover asked for at the notice serves before the work the preempted replica leaves
+has waited past the bound (`costengine.backtest`, the planner's mechanism 5).
 
 Errors: an unreadable trace or spot trace, or an output folder that cannot be written, is a
 `BacktestError` (a `TraceError`): the CLI prints one line and exits 2.

@@ -606,7 +606,8 @@ def _cover_at_the_notice(base: PlannerBase, market: list[int]) -> None:
 
 def test_the_fraction_base_is_the_default_when_the_notice_covers_the_cold_start() -> None:
     """The notice and the latency bound must span the cold start: the queue carries a gap of
-    up to the bound between a preemption and its cover serving (see the next test)."""
+    up to the bound between a preemption and its cover serving
+    (`test_a_notice_of_a_cold_start_lets_the_cover_serve_before_spot_goes`)."""
 
     def fleet(notice: float, cold: float = 120, bound: float = 30) -> FleetModel:
         return FleetModel(replica_tokens_per_second=100, gpus_per_replica=4,
