@@ -666,14 +666,16 @@ class PlannerPolicy:
         self._base_now = b.desired
         return b.desired
 
-    def _govern_spot(self, obs: Observation, wanted: int, start: bool) -> int:
-        """Spot through its governor (from what it asked for last)."""
+    def _govern_spot(self, obs: Observation, wanted: int, start: bool, rising: bool) -> int:
+        """Spot through its governor (from what it asked for last); `rising` holds a
+        scale-down (`SpotPlan.demand_rising`)."""
         sp = govern(
             self._spot_state,
             wanted if start else obs.spot.desired,
             wanted,
             obs.now_s,
             self.spot_limits,
+            rising=rising,
         )
         self._spot_state = sp.state
         return sp.desired
@@ -692,7 +694,9 @@ class PlannerPolicy:
         od = self.static_base
         plan = self._plan(obs, od, self.economics)
         extra = notice_replacements(plan.spot_replicas, obs.spot_noticed, self.limits)
-        spot = self._govern_spot(obs, self.spot_limits.clamp(plan.spot_replicas + extra), start)
+        spot = self._govern_spot(
+            obs, self.spot_limits.clamp(plan.spot_replicas + extra), start, plan.demand_rising
+        )
         self.decisions.append((od, spot))
         return od, spot
 
@@ -721,7 +725,9 @@ class PlannerPolicy:
         # as spot serves, not held by the window), as Auto mode does.
         base = self._govern_base(obs, self.on_demand_limits.clamp(fleet.base_replicas), start)
         od = self.on_demand_limits.clamp(base + fleet.cover_replicas)
-        spot = self._govern_spot(obs, self.spot_limits.clamp(fleet.spot.spot_replicas), start)
+        spot = self._govern_spot(
+            obs, self.spot_limits.clamp(fleet.spot.spot_replicas), start, fleet.spot.demand_rising
+        )
         spot = self._within_fraction(spot, od)
         self.decisions.append((od, spot))
         return od, spot
@@ -759,7 +765,9 @@ class PlannerPolicy:
         cover = max(cover, held - base)
         self._last_cover = cover
         od = self.on_demand_limits.clamp(base + cover)
-        spot = self._govern_spot(obs, self.spot_limits.clamp(plan.spot_replicas), start)
+        spot = self._govern_spot(
+            obs, self.spot_limits.clamp(plan.spot_replicas), start, plan.demand_rising
+        )
         spot = self._within_fraction(spot, od)
         self.decisions.append((od, spot))
         return od, spot

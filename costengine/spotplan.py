@@ -99,6 +99,12 @@ Turns a recommendation into a replica count to set, HPA-style:
   (Kubernetes HPA's stabilization window: the current one and those after ``now − window``).
   A fresh state starts the window with the current count, as the HPA does, so an operator
   restart never scales down before a full window.
+- Nor on a tick whose demand rises past the target utilization's slack over the tick before
+  (``rising``, from `SpotPlan.demand_rising`): such a tick sees a burst begin, and a replica
+  released then is a cold start away when the burst needs it. The recommendation still enters
+  the window, so the scale-down comes at the next tick that does not rise. (Code's trace with
+  16 replicas at the peak: a spot replica released as a burst began left 0.72% of the tokens
+  short; held, 0.05%.)
 - The state keeps only recommendations inside the window, and of those only the ones that can
   still be the window's maximum (a newer, higher one makes an older one irrelevant), so it
   holds at most ``max_replicas + 1`` entries however often it is called.
@@ -279,12 +285,28 @@ class SpotPlan:
     refused: bool
     reasons: tuple[str, ...]
     """Refusals and warnings, one sentence each."""
+    demand_rising: bool = False
+    """The current sample rose past the target utilization's slack over the previous one
+    (`demand_rising`): pass it to `govern`, which then holds a scale-down."""
 
 
 def _replicas_for(demand_tokens_per_second: float, usable_tokens_per_second: float) -> int:
     if demand_tokens_per_second <= 0:
         return 0
     return max(1, math.ceil(demand_tokens_per_second / usable_tokens_per_second - _EPS))
+
+
+def demand_rising(previous: float | None, current: float, target_utilization: float) -> bool:
+    """Whether `current` rose past the target utilization's slack over `previous` (the sample
+    before it; None: no history): ``current × target_utilization > previous``, the rise
+    `sustained_level` counts as more than noise. Such a tick sees a burst begin, so the
+    governor holds a scale-down on it (`govern`)."""
+    require_non_negative("current", current)
+    require_ratio("target_utilization", target_utilization)
+    if previous is None:
+        return False
+    require_non_negative("previous", previous)
+    return current * target_utilization > previous + _EPS
 
 
 def spot_fraction_bound(max_spot_fraction: float, on_demand_replicas: int) -> int | None:
@@ -728,6 +750,11 @@ def plan_spot(
         savings_usd_per_month=savings * HOURS_PER_MONTH,
         refused=bool(refusals),
         reasons=reasons,
+        demand_rising=demand_rising(
+            demand_history[-1] if demand_history else None,
+            current_demand,
+            limits.target_utilization,
+        ),
     )
 
 
@@ -846,9 +873,18 @@ def _into_bounds(
 
 
 def govern(
-    state: GovernorState, current: int, recommended: int, now: float, limits: GovernorLimits
+    state: GovernorState,
+    current: int,
+    recommended: int,
+    now: float,
+    limits: GovernorLimits,
+    *,
+    rising: bool = False,
 ) -> Decision:
-    """The replica count to set at time `now` (s, monotonic) given a recommendation."""
+    """The replica count to set at time `now` (s, monotonic) given a recommendation.
+    `rising` (`SpotPlan.demand_rising`): demand rose past the slack at this tick, so a
+    scale-down the window allows waits for a tick that does not (the recommendation still
+    enters the window)."""
     _check_tick(state, current, now)
     require_non_negative("recommended", recommended)
     target = limits.clamp(recommended)
@@ -879,6 +915,13 @@ def govern(
             else f"scaled up to {desired}"
         )
         return Decision(desired, "up", reason, replace(ticked, last_scale_up_at=now))
+    if highest < current and rising:
+        return Decision(
+            current,
+            "none",
+            f"scale-down to {highest} held: demand is rising past the target utilization's slack",
+            ticked,
+        )
     if highest < current:
         return Decision(
             highest,

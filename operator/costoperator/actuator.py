@@ -9,7 +9,9 @@ RELIABILITY 18), posts an event and counts it in `llmcost_scale_actions_total`.
 The safety rules (RELIABILITY 8-13):
 - desired replicas are clamped to [minReplicas, maxReplicas] and the operator's global cap;
   scale-up is step-limited per period; scale-down waits out a stabilization window (the
-  highest recommendation in it wins) — all in `costengine.spotplan.govern`;
+  highest recommendation in it wins), and spot's waits for a tick whose demand does not rise
+  past the target utilization's slack (`WorkloadFigures.spot_demand_rising`) — all in
+  `costengine.spotplan.govern`;
 - `llmcost.io/pause-scaling: "true"` on the policy stops scaling at the next tick; cost export
   goes on;
 - a spot workload that an HPA or a KEDA ScaledObject already targets is never scaled: the policy
@@ -292,6 +294,7 @@ class Actuator:
         assert target is not None, "the on-demand role needs an onDemandTargetRef"
         kind, name = target
         figure = figures.get((policy.namespace, policy.name, name))
+        rising = False
         if figure is None:
             recommended, note, cover = None, "", 0
         elif on_demand:
@@ -299,6 +302,8 @@ class Actuator:
             note, cover = figure.spot_note, figure.on_demand_cover_replicas
         else:
             recommended, note, cover = figure.spot_recommended_replicas, figure.spot_note, 0
+            # Spot carries the bursts: its scale-down waits while demand rises (`govern`).
+            rising = figure.spot_demand_rising
         return self._decide(
             policy,
             role,
@@ -314,6 +319,7 @@ class Actuator:
             since_scale_up_s=since_scale_up_s,
             cover=cover,
             record=record,
+            rising=rising,
         )
 
     def _decide(
@@ -333,8 +339,10 @@ class Actuator:
         since_scale_up_s: float | None,
         cover: int = 0,
         record: RecordedCover | None = None,
+        rising: bool = False,
     ) -> Step:
-        """`recommended` includes `cover` replicas that the governor does not hold."""
+        """`recommended` includes `cover` replicas that the governor does not hold; `rising`
+        holds a scale-down (`costengine.spotplan.govern`)."""
         key = (policy.namespace, policy.name, role)
 
         def step(
@@ -401,7 +409,7 @@ class Actuator:
                 desired, cover_now = decision.desired, previous_cover
             else:
                 base_now = max(0, current - previous_cover)
-                decision = govern(state, base_now, recommended - cover, now, limits)
+                decision = govern(state, base_now, recommended - cover, now, limits, rising=rising)
                 desired = limits.clamp(decision.desired + cover)
                 cover_now = desired - decision.desired
         except CostEngineError as exc:  # e.g. a clock that went backwards: start afresh

@@ -638,7 +638,8 @@ class SpotSpec(_Wire):
         ge=0,
         le=MAX_STABILIZATION_SECONDS,
         description="Scale-down window (highest recommendation in it wins; the planner sizes "
-        "steady serving for the median demand over it), s.",
+        "steady serving for the median demand over it; spot scales down only at a tick whose "
+        "demand does not rise past the target utilization's slack), s.",
     )
     max_step: int | None = Field(
         default=None, ge=1, le=MAX_REPLICAS, description="Most replicas added per scale-up."

@@ -242,6 +242,9 @@ class WorkloadFigures:
     """Tokens/s one replica serves fully busy (the throughput model at the measured shape)."""
     spot_recommended_replicas: int | None = None
     spot_projected_savings_usd_per_hour: float | None = None
+    spot_demand_rising: bool = False
+    """The policy's demand rose past the target utilization's slack at this tick
+    (`costengine.spotplan.SpotPlan.demand_rising`): the actuator holds a spot scale-down."""
     on_demand_recommended_replicas: int | None = None
     """On the workload of `spec.spot.onDemandTargetRef`: the planner's count for it."""
     on_demand_cover_replicas: int = 0

@@ -444,6 +444,7 @@ def with_recommendations(
                 out[key],
                 spot_recommended_replicas=None,
                 spot_projected_savings_usd_per_hour=None,
+                spot_demand_rising=False,
                 spot_note=why,
                 spot_refusal="",
             )
@@ -462,6 +463,7 @@ def with_recommendations(
         out[key] = replace(
             out[key],
             spot_recommended_replicas=plan.spot_replicas + extra,
+            spot_demand_rising=plan.demand_rising,
             spot_projected_savings_usd_per_hour=plan.savings_usd_per_hour
             if math.isfinite(plan.savings_usd_per_hour)
             else None,

@@ -103,6 +103,35 @@ def test_scale_down_waits_out_the_stabilization_window(cluster: ClusterState) ->
     assert (step.kind, step.desired, step.direction) == (StepKind.SCALE, 2, "down")
 
 
+def test_a_spot_scale_down_waits_while_demand_rises(fleet: ClusterState) -> None:
+    """The window lets spot go from 6 to 2, but the tick's demand rose past the slack
+    (`spot_demand_rising`): spot holds at 6 and scales down at the next tick that does not
+    rise. The on-demand target's scale-down is not held by it (spot carries the bursts)."""
+    actuator = Actuator()
+    view = od_policy(max_step=8)
+
+    def tick(spot: int, on_demand: int, now: float, rising: bool) -> dict[str, Step]:
+        running = fleet.workload(NS, "Deployment", OD)
+        assert running is not None
+        figs = both(spot, on_demand, running.replicas or 0)
+        key = (NS, "llama70b", SPOT)
+        figs[key] = replace(figs[key], spot_demand_rising=rising)
+        steps = actuator.decide_all(view, figs, fleet, annotations=None, data_ok=True, now=now)
+        for step in steps:
+            if step.kind is StepKind.SCALE:
+                fleet.upsert_workload("Deployment", deployment(step.workload, step.desired or 0))
+        return {s.role: s for s in steps}
+
+    steps = tick(6, 4, 0, rising=False)
+    assert (steps["spot"].desired, steps["on-demand"].desired) == (6, 4)
+    steps = tick(2, 3, 400, rising=True)
+    assert (steps["spot"].kind, steps["spot"].desired) == (StepKind.HOLD, 6)
+    assert "demand is rising" in steps["spot"].reason
+    assert (steps["on-demand"].kind, steps["on-demand"].desired) == (StepKind.SCALE, 3)
+    steps = tick(2, 3, 430, rising=False)
+    assert (steps["spot"].kind, steps["spot"].desired) == (StepKind.SCALE, 2)
+
+
 def test_policy_limits_and_the_global_cap_clamp_the_count(cluster: ClusterState) -> None:
     step = decide(Actuator(), cluster, 50, now=0, view=policy(max_step=100, max_replicas=4))
     assert step.desired == 4

@@ -330,6 +330,24 @@ def test_no_recommendation_without_data(workloads: dict[str, WorkloadFigures], r
         assert history.values(("inference", "llama70b")) == []  # no data is not demand
 
 
+def test_the_spot_workload_says_when_the_policys_demand_rises() -> None:
+    """`spot_demand_rising`, which the actuator holds a spot scale-down on: this tick's
+    demand against the previous tick's sample, past the 0.7 target utilization's slack."""
+    view = policy()
+    key = ("inference", "llama70b", "llama70b-spot")
+    history = DemandHistory()
+    rising = []
+    for now, tps in ((0, 1000.0), (30, 1300.0), (60, 2000.0), (90, 1900.0)):
+        tick = {("inference", "llama70b", w): f for w, f in fleet(tps).items()}
+        rising.append(with_recommendations([view], tick, PRICES, history, now=now)[key])
+    assert [f.spot_demand_rising for f in rising] == [False, False, True, False]
+    # No plan (stale inputs): no rise either.
+    stale = {("inference", "llama70b", w): replace(f, stale=True) for w, f in fleet(9000.0).items()}
+    out = with_recommendations([view], stale, PRICES, history, now=120)[key]
+    assert out.spot_recommended_replicas is None
+    assert not out.spot_demand_rising
+
+
 def test_capacity_falls_back_to_measured_rate_over_gpu_busy() -> None:
     f = figures("llama70b", 2, OD, 1000, replica_capacity=None, gpu_utilization=0.25)
     assert replica_capacity(f) == pytest.approx(1000 / 2 / 0.25)

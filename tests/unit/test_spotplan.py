@@ -22,6 +22,7 @@ from costengine.spotplan import (
     SpotLimits,
     WorkloadTraits,
     burst_margin,
+    demand_rising,
     govern,
     hold,
     notice_replacements,
@@ -937,6 +938,75 @@ def test_governor_safety_rules_hold_for_any_sequence(
         assert len(d.state.recommendations) <= upper - lower + 1
     for earlier, later in itertools.pairwise(ups):
         assert later - earlier >= limits.scale_up_period_s
+
+
+@settings(max_examples=200, deadline=None)
+@given(governor_limits(), st.integers(0, 30), ticks, st.lists(st.booleans(), min_size=80))
+def test_a_rising_tick_scales_down_only_into_bounds(
+    limits: GovernorLimits, start: int, steps: list[tuple[float, int | None]], rising: list[bool]
+) -> None:
+    """`rising` holds the window's scale-down for that tick, never the clamp into bounds,
+    and never a scale-up; the tick's recommendation still enters the window."""
+    upper = limits.clamp(10**6)
+    lower = min(limits.min_replicas, upper)
+    state, now, current = GovernorState(), 0.0, start
+    for (dt, rec), up in zip(steps, rising, strict=False):
+        now += dt
+        if rec is None:
+            continue
+        held = govern(state, current, rec, now, limits, rising=up)
+        free = govern(state, current, rec, now, limits)
+        assert held.state == free.state
+        if up and lower <= current <= upper:
+            assert held.desired == max(free.desired, current)
+        else:
+            assert held == free
+        state, current = held.state, held.desired
+
+
+def test_a_scale_down_waits_for_a_tick_whose_demand_does_not_rise() -> None:
+    """The window has let 8 go (its 8 is older than 300 s); a tick that sees demand rise
+    holds 8, and the next one that does not scales down to the window's highest, which the
+    held tick's recommendation is part of."""
+    limits = GovernorLimits(min_replicas=1, max_replicas=10)
+    first = govern(GovernorState(), 8, 8, 0.0, limits)
+    held = govern(first.state, 8, 3, 400.0, limits, rising=True)
+    assert (held.desired, held.direction) == (8, "none")
+    assert "demand is rising" in held.reason
+    nxt = govern(held.state, 8, 2, 430.0, limits)
+    assert (nxt.desired, nxt.direction) == (3, "down")
+    # Without the rise the first tick scales down at once.
+    assert govern(first.state, 8, 3, 400.0, limits).desired == 3
+    # Out of bounds, the clamp wins over the hold.
+    tight = GovernorLimits(min_replicas=1, max_replicas=5)
+    clamped = govern(GovernorState(), 8, 8, 0.0, tight, rising=True)
+    assert clamped.desired == 5
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "rising"),
+    [
+        (None, 100.0, False),  # no history: nothing to rise from
+        (0.0, 0.0, False),
+        (0.0, 1.0, True),  # from silence
+        (70.0, 100.0, False),  # within the 0.7 target utilization's slack: noise
+        (69.0, 100.0, True),
+        (100.0, 50.0, False),
+    ],
+)
+def test_demand_rises_past_the_target_utilizations_slack(
+    previous: float | None, current: float, rising: bool
+) -> None:
+    assert demand_rising(previous, current, 0.7) is rising
+
+
+def test_the_plan_says_when_its_demand_rises() -> None:
+    e = ReplicaEconomics(1000, 1, 2.21, 0.73, 120, 0.05, 30)
+    rises = plan_spot([500.0, 500.0], 900.0, 2, e)
+    steady = plan_spot([500.0, 800.0], 900.0, 2, e)
+    assert rises.demand_rising
+    assert not steady.demand_rising
+    assert not plan_spot([], 900.0, 2, e).demand_rising
 
 
 def count_changes(history: list[Tick]) -> tuple[int, int]:
