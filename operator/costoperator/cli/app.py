@@ -1106,7 +1106,8 @@ def backtest(
             "cover serves before the work a preempted replica leaves has waited past the "
             "bound), else p50; without such a notice market and fraction are cheaper in a "
             "calm market and short of tokens when a storm follows one.",
-            show_default="fraction when the notice covers the cold start, else p50",
+            show_default="fraction when the notice and the latency bound span the cold start, "
+            "else p50",
         ),
     ] = None,
     oracle_utilization: Annotated[
