@@ -1,22 +1,35 @@
-"""Reading real request traces: the Azure LLM inference CSVs and Mooncake JSONL.
+"""Reading real request traces: the Azure LLM inference CSVs, BurstGPT and Mooncake JSONL.
 
-Both become a list of `Request` sorted by arrival time, in seconds from the trace's start.
-Formats (see the shared data README):
-- Azure (Splitwise, ISCA'24): `TIMESTAMP,ContextTokens,GeneratedTokens`, wall-clock timestamps
-  with 7 fractional digits.
+Every format becomes a list of `Request` sorted by arrival time, in seconds from the trace's
+first request (a trace cut from a longer one starts at 0, not at its offset in the original).
+The format is told by the file's content, not only its name (a ``.gz`` suffix is read through
+gzip):
+- Azure (Splitwise, ISCA'24; DynamoLLM's 2024 week-long releases): a CSV with the columns
+  `TIMESTAMP,ContextTokens,GeneratedTokens` (others, such as the multimodal trace's
+  `NumImages`, are ignored); wall-clock timestamps `YYYY-MM-DD HH:MM:SS[.fffffff]`, a ``T``
+  for the space and a trailing UTC offset (``+00:00``, ``Z``) accepted.
+- BurstGPT (HPMLL/BurstGPT): a CSV with `Timestamp` (seconds), `Request tokens` and
+  `Response tokens` (`Model`, `Log Type` and the v2 session columns are ignored; a failed
+  request's 0 response tokens is read as it is: its prompt still took a prefill).
 - Mooncake (FAST'25): one JSON object a line with `timestamp` (ms), `input_length`,
   `output_length` and `hash_ids` (512-token prefix blocks; equal ids are reusable KV blocks).
+Token counts must be whole and non-negative, times finite; a bad row is a `TraceError` naming
+the file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import IO
 
 
 class TraceError(ValueError):
@@ -31,40 +44,118 @@ class Request:
     prefix_blocks: tuple[int, ...] = field(default=())
 
 
-def _parse_azure_time(text: str) -> datetime:
-    # Python's %f takes at most 6 digits; the trace has 7.
-    head, _, frac = text.strip().partition(".")
-    return datetime.strptime(f"{head}.{frac[:6] or '0'}", "%Y-%m-%d %H:%M:%S.%f")
+AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
+
+_AZURE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
+)
 
 
-def read_azure_csv(path: Path) -> list[Request]:
-    requests = []
-    with path.open(newline="", encoding="utf-8") as f:
+def parse_azure_time(text: str) -> datetime:
+    """An Azure trace timestamp as an aware UTC datetime (no offset: UTC). Python's %f takes at
+    most 6 fractional digits and the traces carry 7: the 7th (100 ns) is dropped."""
+    m = _AZURE_TIME.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a timestamp (YYYY-MM-DD HH:MM:SS[.fraction][offset]): {text!r}")
+    year, month, day, hour, minute, second, frac, offset = m.groups()
+    tz = UTC
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        tz = timezone(-delta if offset[0] == "-" else delta)
+    t = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second),
+        int((frac or "0")[:6].ljust(6, "0")),
+        tzinfo=tz,
+    )
+    return t.astimezone(UTC)
+
+
+def _tokens(text: str | None, column: str) -> int:
+    if text is None or not text.strip():
+        raise ValueError(f"no {column}")
+    n = int(text)
+    if n < 0:
+        raise ValueError(f"{column} is negative: {n}")
+    return n
+
+
+def _seconds(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is not a finite number: {value}")
+    return value
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[IO[str]]:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+            yield f
+    else:
+        with path.open(encoding="utf-8", newline="") as f:
+            yield f
+
+
+def _azure_row(row: dict[str, str]) -> tuple[datetime, int, int]:
+    return (
+        parse_azure_time(row["TIMESTAMP"] or ""),
+        _tokens(row["ContextTokens"], "ContextTokens"),
+        _tokens(row["GeneratedTokens"], "GeneratedTokens"),
+    )
+
+
+def _burstgpt_row(row: dict[str, str]) -> Request:
+    return Request(
+        arrival_s=_seconds(float(row["Timestamp"]), "Timestamp"),
+        input_tokens=_tokens(row["Request tokens"], "Request tokens"),
+        output_tokens=_tokens(row["Response tokens"], "Response tokens"),
+    )
+
+
+def read_csv_trace(path: Path) -> list[Request]:
+    """An Azure or BurstGPT trace, told apart by its header row (in file order; Azure's
+    arrivals from its earliest timestamp, BurstGPT's as its seconds are)."""
+    with _open_text(path) as f:
         reader = csv.DictReader(f)
-        need = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise TraceError(f"{path}: not an Azure LLM trace (need columns {sorted(need)})")
-        start: datetime | None = None
-        for line, row in enumerate(reader, start=2):
-            try:
-                t = _parse_azure_time(row["TIMESTAMP"])
-                start = start or t
-                requests.append(
-                    Request(
-                        arrival_s=(t - start).total_seconds(),
-                        input_tokens=int(row["ContextTokens"]),
-                        output_tokens=int(row["GeneratedTokens"]),
-                    )
-                )
-            except ValueError as exc:
-                raise TraceError(f"{path}:{line}: {exc}") from exc
-    requests.sort(key=lambda r: r.arrival_s)
-    return requests
+        columns = {c.strip() for c in reader.fieldnames or ()}
+        reader.fieldnames = [c.strip() for c in reader.fieldnames or ()]
+        if set(AZURE_COLUMNS) <= columns:
+            times: list[tuple[datetime, int, int]] = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    times.append(_azure_row(row))
+                except (ValueError, TypeError) as exc:
+                    raise TraceError(f"{path}:{line}: {exc}") from exc
+            start = min((t for t, _, _ in times), default=None)
+            # Exact offsets (timedelta), not differences of epoch floats.
+            return [
+                Request((t - start).total_seconds(), i, o) for t, i, o in times if start is not None
+            ]
+        if set(BURSTGPT_COLUMNS) <= columns:
+            requests = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    requests.append(_burstgpt_row(row))
+                except (ValueError, TypeError) as exc:
+                    raise TraceError(f"{path}:{line}: {exc}") from exc
+            return requests
+    header = ", ".join(sorted(columns)) or "empty"
+    raise TraceError(
+        f"{path}: not an Azure LLM trace (columns {', '.join(AZURE_COLUMNS)}) nor a BurstGPT "
+        f"one ({', '.join(BURSTGPT_COLUMNS)}); its columns: {header}"
+    )
 
 
 def read_mooncake_jsonl(path: Path) -> list[Request]:
     requests = []
-    with path.open(encoding="utf-8") as f:
+    with _open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -72,30 +163,45 @@ def read_mooncake_jsonl(path: Path) -> list[Request]:
                 obj = json.loads(line)
                 requests.append(
                     Request(
-                        arrival_s=float(obj["timestamp"]) / 1000.0,
-                        input_tokens=int(obj["input_length"]),
-                        output_tokens=int(obj["output_length"]),
+                        arrival_s=_seconds(float(obj["timestamp"]), "timestamp") / 1000.0,
+                        input_tokens=_tokens(str(obj["input_length"]), "input_length"),
+                        output_tokens=_tokens(str(obj["output_length"]), "output_length"),
                         prefix_blocks=tuple(int(h) for h in obj.get("hash_ids", ())),
                     )
                 )
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise TraceError(f"{path}:{line_no}: not a Mooncake trace line ({exc})") from exc
-    requests.sort(key=lambda r: r.arrival_s)
     return requests
 
 
+def _format_of(path: Path) -> str:
+    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    raise TraceError(
+        f"{path}: unknown trace format (expected .csv: Azure or BurstGPT, .jsonl: Mooncake; "
+        "either may be gzipped, .gz)"
+    )
+
+
 def read_trace(path: Path) -> list[Request]:
-    """Read a trace, choosing the format by extension (.csv Azure, .jsonl Mooncake)."""
+    """Read a trace (.csv: Azure or BurstGPT by its header; .jsonl: Mooncake; .gz: gzipped),
+    sorted by arrival, the first request at 0 s."""
     if not path.is_file():
         raise TraceError(f"trace file not found: {path}")
-    if path.suffix == ".csv":
-        requests = read_azure_csv(path)
-    elif path.suffix in (".jsonl", ".json"):
-        requests = read_mooncake_jsonl(path)
-    else:
-        raise TraceError(f"{path}: unknown trace format (expected .csv or .jsonl)")
+    fmt = _format_of(path)
+    try:
+        requests = read_csv_trace(path) if fmt == "csv" else read_mooncake_jsonl(path)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise TraceError(f"{path}: cannot be read ({exc})") from exc
     if not requests:
         raise TraceError(f"{path}: no requests")
+    requests.sort(key=lambda r: r.arrival_s)
+    first = requests[0].arrival_s
+    if first != 0:
+        requests = [replace(r, arrival_s=r.arrival_s - first) for r in requests]
     return requests
 
 

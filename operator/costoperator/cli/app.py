@@ -905,7 +905,8 @@ def tour(
     trace: Annotated[
         Path | None,
         typer.Option(
-            help="Request trace to price (Azure CSV or Mooncake JSONL); default: the "
+            help="Request trace to price (Azure or BurstGPT CSV, Mooncake JSONL; .gz too); "
+            "default: the "
             "three shared traces."
         ),
     ] = None,
@@ -946,7 +947,11 @@ class PlannerBaseRule(StrEnum):
 @app.command()
 def backtest(
     trace: Annotated[
-        Path, typer.Option(help="Request trace: Azure LLM CSV (.csv) or Mooncake JSONL (.jsonl).")
+        Path,
+        typer.Option(
+            help="Request trace: Azure LLM or BurstGPT CSV (.csv, by its header) or Mooncake "
+            "JSONL (.jsonl); gzipped (.gz) too."
+        ),
     ],
     model: Annotated[str, typer.Option(help=MODEL_HELP)] = "llama-2-70b",
     gpu: Annotated[str, typer.Option(help=GPU_HELP)] = "A100-80GB",
