@@ -72,7 +72,8 @@ The policies
   capacity), applied by `costengine.spotplan.govern` with the HPA's defaults (up to 4 replicas
   per 15 s, 300 s scale-down stabilization). On demand only.
 - ``planner`` (ours): each tick `costengine.spotplan.plan_spot` on the observed history (the
-  arrival rate over the trailing ``rate_window_s`` at each past tick, never the future) with a
+  arrival rate over the trailing ``rate_window_s`` at each past tick of the last hour, as the
+  operator keeps it, never the future) with a
   recent-peak horizon of its reaction time, a tick and a cold start (at least the rate window:
   a rise just after a tick is seen at the next, whose replicas serve a cold start later), and a
   sustained level over the scale-down window (the median of its ticks: the target
@@ -86,7 +87,7 @@ The policies
   The driver adds five mechanisms around it, all on past data and the market's preemption
   notices:
   1. The on-demand base (rules ``p50`` and ``market``, mechanism 5) is the plan's
-     ``recommended_on_demand_base`` (the P50 of the history so far) computed with replicas
+     ``recommended_on_demand_base`` (the P50 of that hour) computed with replicas
      counted at ``base_utilization`` of their throughput (default 1: a second `plan_spot` call
      with ``target_utilization = 1``). The base carries typical traffic; the utilization
      margin and the bursts go to spot. The needed fleet, and so the margin, is the same as with
@@ -162,6 +163,7 @@ from costengine.errors import (
 )
 from costengine.spotplan import (
     BURST_WINDOWS_S,
+    PLANNER_HISTORY_S,
     GovernorLimits,
     GovernorState,
     ReplicaEconomics,
@@ -454,7 +456,8 @@ class Observation:
     demand_tokens_per_second: float
     """Arrivals over the trailing rate window (at time 0: the first step's rate)."""
     history_tokens_per_second: tuple[float, ...]
-    """The rates observed at earlier ticks, oldest first (not including the current one)."""
+    """The rates observed at earlier ticks of the last hour (`PLANNER_HISTORY_S`, as the
+    operator keeps), oldest first (not including the current one)."""
     queued_tokens: float
     on_demand: FleetCount
     spot: FleetCount
@@ -466,7 +469,7 @@ class Observation:
     """The queue-aware burst signal of the last control period (`serviceable_rate` of the
     peak 30/60/120 s rates of windows ending in it, at step resolution; None at time 0)."""
     burst_history: tuple[float, ...] = ()
-    """That signal at earlier ticks, oldest first."""
+    """That signal at the same earlier ticks, oldest first."""
     spot_noticed: int = 0
     """Spot replicas under an interruption notice: the market takes them back within
     ``preemption_notice_s`` (they serve until then)."""
@@ -933,8 +936,10 @@ def simulate(
     notice_steps = fleet.notice_steps
     pools = {False: _Pool(spot=False), True: _Pool(spot=True)}
     queue: deque[list[float]] = deque()
-    history: list[float] = []
-    bursts: list[float] = []
+    # The planner reads the last hour of ticks, as the operator keeps (PLANNER_HISTORY_S).
+    kept = max(1, math.floor(PLANNER_HISTORY_S / fleet.control_period_s + _EPS))
+    history: deque[float] = deque(maxlen=kept)
+    bursts: deque[float] = deque(maxlen=kept)
     burst_steps = [(w, max(1, round(w / fleet.step_s))) for w in BURST_WINDOWS_S]
     preemptions = seen_preemptions = 0
     seen_spot_replica_s = 0.0

@@ -138,6 +138,12 @@ SPOT_MAX_COLD_START_S = 300.0
 DEFAULT_COLD_START_S = 120.0
 """A replica's cold start when nothing better is known (`ReplicaEconomics.cold_start_s`)."""
 
+PLANNER_HISTORY_S = 3600.0
+"""The demand history a planner reads: the last hour of ticks. The operator keeps this much per
+policy (`costoperator.spot.DemandHistory`) and the backtest's planner observes the same, so a
+trace longer than an hour replays what the operator would have planned (and a tick's work
+stays constant however long the trace)."""
+
 SCALE_DOWN_WINDOW_S = 300.0
 """The governor's default scale-down stabilization window, Kubernetes HPA's default."""
 

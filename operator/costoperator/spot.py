@@ -36,6 +36,7 @@ from costengine.errors import CostEngineError
 from costengine.pricing import CapacityType, PriceSheet
 from costengine.spotplan import (
     DEFAULT_COLD_START_S,
+    PLANNER_HISTORY_S,
     SpotPlan,
     notice_replacements,
     plan_fleet,
@@ -47,7 +48,7 @@ from costoperator.figures import PolicyView, WorkloadFigures
 from costoperator.queries import BURST_STEP_S
 
 #: Demand history kept per policy: the planner's base quantile looks at this much.
-HISTORY_S = 3600.0
+HISTORY_S = PLANNER_HISTORY_S
 #: Below this GPU busy fraction, measured tokens/s ÷ busy is too noisy to be a capacity.
 MIN_BUSY_FOR_CAPACITY = 0.05
 

@@ -789,3 +789,30 @@ def test_the_operator_replay_covers_spot_the_market_has_not_given_not_spot_start
     assert decide(FleetCount(desired=10, ready=6, starting=2)) == (7, 10)
     assert decide(FleetCount(desired=10, ready=10, starting=0), noticed=1) == (6, 10)
     assert decide(FleetCount(desired=10, ready=8, starting=0), noticed=1) == (8, 10)
+
+
+def test_a_policy_observes_the_last_hour_of_ticks_as_the_operator_keeps(
+    shared_data: Path,
+) -> None:
+    """Past an hour the history is the last hour's ticks (PLANNER_HISTORY_S), as the
+    operator's DemandHistory keeps: a long trace replays what the operator would plan, and a
+    tick's work does not grow with the trace. The real conv trace, replayed twice."""
+    from costengine.spotplan import PLANNER_HISTORY_S
+    from costoperator.traces import read_trace
+
+    requests = read_trace(shared_data / "traces" / "azure_llm_2023_conv.csv")
+    per_s = [0.0] * (int(requests[-1].arrival_s) + 1)
+    for r in requests:
+        per_s[int(r.arrival_s)] += r.input_tokens + r.output_tokens
+    demand = per_s * 2
+    fleet = replace(TINY, control_period_s=30, rate_window_s=30)
+    policy = Scripted([(1, 0)])
+    simulate(demand, policy, fleet)
+    kept = int(PLANNER_HISTORY_S / 30)
+    lengths = [len(o.history_tokens_per_second) for o in policy.seen]
+    assert lengths[: kept + 1] == list(range(kept + 1))
+    assert set(lengths[kept:]) == {kept}
+    rates = [o.demand_tokens_per_second for o in policy.seen]
+    late = policy.seen[-1]
+    assert list(late.history_tokens_per_second) == rates[-1 - kept : -1]
+    assert len(late.burst_history) == kept
