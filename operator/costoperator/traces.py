@@ -24,12 +24,14 @@ import gzip
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+
+T = TypeVar("T")
 
 
 class TraceError(ValueError):
@@ -119,6 +121,17 @@ def _burstgpt_row(row: dict[str, str]) -> Request:
     )
 
 
+def _rows(path: Path, reader: csv.DictReader[str], parse: Callable[[dict[str, str]], T]) -> list[T]:
+    """Every row of `reader` through `parse`, a bad one named by its file and line."""
+    out = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            out.append(parse(row))
+        except (ValueError, TypeError) as exc:
+            raise TraceError(f"{path}:{line}: {exc}") from exc
+    return out
+
+
 def read_csv_trace(path: Path) -> list[Request]:
     """An Azure or BurstGPT trace, told apart by its header row (in file order; Azure's
     arrivals from its earliest timestamp, BurstGPT's as its seconds are)."""
@@ -127,25 +140,14 @@ def read_csv_trace(path: Path) -> list[Request]:
         columns = {c.strip() for c in reader.fieldnames or ()}
         reader.fieldnames = [c.strip() for c in reader.fieldnames or ()]
         if set(AZURE_COLUMNS) <= columns:
-            times: list[tuple[datetime, int, int]] = []
-            for line, row in enumerate(reader, start=2):
-                try:
-                    times.append(_azure_row(row))
-                except (ValueError, TypeError) as exc:
-                    raise TraceError(f"{path}:{line}: {exc}") from exc
-            start = min((t for t, _, _ in times), default=None)
+            times = _rows(path, reader, _azure_row)
+            if not times:
+                return []
+            start = min(t for t, _, _ in times)
             # Exact offsets (timedelta), not differences of epoch floats.
-            return [
-                Request((t - start).total_seconds(), i, o) for t, i, o in times if start is not None
-            ]
+            return [Request((t - start).total_seconds(), i, o) for t, i, o in times]
         if set(BURSTGPT_COLUMNS) <= columns:
-            requests = []
-            for line, row in enumerate(reader, start=2):
-                try:
-                    requests.append(_burstgpt_row(row))
-                except (ValueError, TypeError) as exc:
-                    raise TraceError(f"{path}:{line}: {exc}") from exc
-            return requests
+            return _rows(path, reader, _burstgpt_row)
     header = ", ".join(sorted(columns)) or "empty"
     raise TraceError(
         f"{path}: not an Azure LLM trace (columns {', '.join(AZURE_COLUMNS)}) nor a BurstGPT "

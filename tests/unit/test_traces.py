@@ -186,3 +186,20 @@ def test_an_unknown_csv_names_both_formats(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "x.csv", ["time", "prompt", "completion"], [["0", "1", "2"]])
     with pytest.raises(TraceError, match=r"Azure LLM trace .* nor a BurstGPT .*completion, prompt"):
         read_trace(path)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["TIMESTAMP", "ContextTokens", "GeneratedTokens"],
+        ["Timestamp", "Request tokens", "Response tokens"],
+    ],
+)
+def test_a_header_without_rows_is_no_requests(tmp_path: Path, header: list[str]) -> None:
+    path = _write_csv(tmp_path / "header.csv", header, [])
+    with pytest.raises(TraceError, match=r"header\.csv: no requests"):
+        read_trace(path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(TraceError, match=r"empty\.csv: not an Azure .*its columns: empty"):
+        read_trace(empty)
