@@ -696,7 +696,10 @@ def multiplex(
     ] = 0.4,
     trace: Annotated[
         list[Path] | None,
-        typer.Option(help="Measure instead: one real trace per tenant (repeat the flag)."),
+        typer.Option(
+            help="Measure instead: one real trace per tenant (repeat the flag; Azure or "
+            "BurstGPT .csv, Mooncake .jsonl, either may be .gz)."
+        ),
     ] = None,
     quantile: Annotated[float, typer.Option(help="Provisioning quantile for --trace.")] = 0.99,
     bin_seconds: Annotated[float, typer.Option(help="Demand bin for --trace (s).")] = 60.0,

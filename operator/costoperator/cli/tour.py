@@ -160,7 +160,8 @@ def run_tour(trace: Path | None, output: str) -> None:
         if not paths:
             raise TraceError(
                 "the shared data folder (../shared/data beside the project) was not found; "
-                "pass --trace FILE with an Azure CSV or Mooncake JSONL trace"
+                "pass --trace FILE: an Azure or BurstGPT CSV or a Mooncake JSONL trace "
+                "(either may be gzipped)"
             )
     console = make_console(stderr=True)
     traces = []
