@@ -69,8 +69,14 @@ def test_json_has_the_five_policies_with_the_design_keys(
     assert doc["load_scale"] > 0
     assert set(doc["goals"]) == {
         "planner_within_10pct_of_oracle",
+        "planner_within_10pct_of_oracle_bound",
         "planner_not_dearer_than_seed_hybrid",
     }
+    # The bound is below the plan: a pass against it is a pass against the plan.
+    goals = doc["goals"]
+    assert (
+        not goals["planner_within_10pct_of_oracle_bound"] or goals["planner_within_10pct_of_oracle"]
+    )
 
 
 def test_the_oracle_is_the_cheapest(

@@ -29,6 +29,7 @@ from costengine.backtest import (
     StaticPolicy,
     constant_capacity_shortfall,
     demand_per_step,
+    goals,
     make_policy,
     oracle_program,
     run_backtest,
@@ -305,6 +306,36 @@ def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> Non
     for name, r in result.policies.items():
         if r.shortfall_tokens == 0:
             assert oracle.cost_usd <= r.cost_usd + 1e-9, name
+
+
+def test_the_oracle_goal_against_its_bound_passes_only_on_what_the_solver_proved() -> None:
+    fleet = FleetModel(
+        replica_tokens_per_second=100,
+        gpus_per_replica=4,
+        on_demand_usd_per_gpu_hour=2.21,
+        spot_usd_per_gpu_hour=0.73,
+        control_period_s=60,
+        cold_start_s=60,
+        warmup_s=60,
+    )
+    result = run_backtest(_bursty(150), BacktestSettings(fleet), [8] * 150, oracle_solver)
+    planner, oracle = result.policies["planner"], result.policies["oracle"]
+    assert result.oracle is not None
+    assert planner.shortfall_token_ratio <= 0.005
+    # The oracle's plan 5% below the planner: the plan goal passes; the bound goal passes with
+    # the bound at the plan, and fails with it 20% below the planner (a wide solver gap).
+    plan = planner.cost_usd / 1.05
+    for bound, proven in ((plan, True), (planner.cost_usd / 1.2, False)):
+        faked = replace(
+            result,
+            policies={**result.policies, "oracle": replace(oracle, cost_usd=plan)},
+            oracle=replace(result.oracle, lower_bound_usd=bound),
+        )
+        assert goals(faked)["planner_within_10pct_of_oracle"] is True
+        assert goals(faked)["planner_within_10pct_of_oracle_bound"] is proven
+    # Without the oracle's run there is no bound.
+    alone = replace(result, policies={"planner": planner}, oracle=None)
+    assert goals(alone)["planner_within_10pct_of_oracle_bound"] is None
 
 
 def test_on_demand_peak_never_falls_short() -> None:
