@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -38,5 +39,9 @@ def test_demo_runs_prices_the_fleet_and_stops_cleanly(
     # It says where things are, and leaves no Prometheus behind.
     assert "Prometheus" in done.stderr
     assert "/metrics" in done.stderr
-    leftover = subprocess.run(["pgrep", "-f", "prometheus --config.file"], capture_output=True)
+    # Its own Prometheus, by the address it printed: another one on the machine is not its.
+    address = re.search(r"^Prometheus\s+http://(\S+)$", done.stderr, re.MULTILINE)
+    assert address is not None, done.stderr
+    own = f"prometheus .*--web.listen-address={re.escape(address.group(1))}"
+    leftover = subprocess.run(["pgrep", "-f", own], capture_output=True)
     assert leftover.returncode == 1, leftover.stdout
