@@ -137,8 +137,8 @@ def read_csv_trace(path: Path) -> list[Request]:
     arrivals from its earliest timestamp, BurstGPT's as its seconds are)."""
     with _open_text(path) as f:
         reader = csv.DictReader(f)
-        columns = {c.strip() for c in reader.fieldnames or ()}
         reader.fieldnames = [c.strip() for c in reader.fieldnames or ()]
+        columns = set(reader.fieldnames)
         if set(AZURE_COLUMNS) <= columns:
             times = _rows(path, reader, _azure_row)
             if not times:

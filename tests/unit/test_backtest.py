@@ -284,16 +284,21 @@ def test_the_oracle_plans_no_replica_busier_than_the_target_utilization() -> Non
         BacktestSettings(fleet, oracle_utilization=1.5)
 
 
+# The seed's prices on 4-GPU replicas of 100 tokens/s, ticking each minute: small enough for
+# the oracle to solve at once.
+SMALL = FleetModel(
+    replica_tokens_per_second=100,
+    gpus_per_replica=4,
+    on_demand_usd_per_gpu_hour=2.21,
+    spot_usd_per_gpu_hour=0.73,
+    control_period_s=60,
+    cold_start_s=60,
+    warmup_s=60,
+)
+
+
 def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> None:
-    fleet = FleetModel(
-        replica_tokens_per_second=100,
-        gpus_per_replica=4,
-        on_demand_usd_per_gpu_hour=2.21,
-        spot_usd_per_gpu_hour=0.73,
-        control_period_s=60,
-        cold_start_s=60,
-        warmup_s=60,
-    )
+    fleet = SMALL
     demand = _bursty(150)
     market = [8] * 60 + [2] * 30 + [8] * 60
     # Planned 100% busy, it bounds every policy (they may run replicas that busy too).
@@ -309,16 +314,7 @@ def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> Non
 
 
 def test_the_oracle_goal_against_its_bound_passes_only_on_what_the_solver_proved() -> None:
-    fleet = FleetModel(
-        replica_tokens_per_second=100,
-        gpus_per_replica=4,
-        on_demand_usd_per_gpu_hour=2.21,
-        spot_usd_per_gpu_hour=0.73,
-        control_period_s=60,
-        cold_start_s=60,
-        warmup_s=60,
-    )
-    result = run_backtest(_bursty(150), BacktestSettings(fleet), [8] * 150, oracle_solver)
+    result = run_backtest(_bursty(150), BacktestSettings(SMALL), [8] * 150, oracle_solver)
     planner, oracle = result.policies["planner"], result.policies["oracle"]
     assert result.oracle is not None
     assert planner.shortfall_token_ratio <= 0.005
