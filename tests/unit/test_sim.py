@@ -450,6 +450,33 @@ def test_scraped_counters_equal_ground_truth_at_the_scrape_instant(
     assert 0 < window.generation_tokens < truth.generation_tokens
 
 
+def test_each_read_is_logged_with_its_instant_and_counters(
+    served: tuple[SimServer, FakeTime],
+) -> None:
+    """A test matches a stored sample to the read that produced it: each scrape of a pod logs
+    the wall-clock instant the fleet was brought up to and the counters it showed."""
+    server, clock = served
+    pod = server.fleet.pods[0].name
+    url = server.endpoint(pod).url
+    assert server.reads(pod) == []
+    shown = []
+    for step in (10.0, 0.5, 7.25):
+        clock.now += step
+        got = scrape(url)
+        shown.append((clock.now, *got.values("vllm:prompt_tokens_total")))
+        shown[-1] += tuple(got.values("vllm:generation_tokens_total"))
+    reads = server.reads(pod)
+    assert [(r.unix_s, r.prompt_tokens, r.generation_tokens) for r in reads] == [
+        (pytest.approx(t), p, g) for t, p, g in shown
+    ]
+    assert reads[0].generation_tokens < reads[-1].generation_tokens
+    assert server.reads(server.fleet.pods[1].name) == []  # the other pod was not scraped
+    # Between two reads, the pod's truth is the counters' difference.
+    truth = server.pod_truth(pod, reads[0].unix_s, reads[-1].unix_s)
+    assert truth.generation_tokens == reads[-1].generation_tokens - reads[0].generation_tokens
+    assert truth.prompt_tokens == reads[-1].prompt_tokens - reads[0].prompt_tokens
+
+
 def test_prompt_length_buckets_are_vllms_1_2_5_series() -> None:
     assert one_two_five_buckets(100) == (1, 2, 5, 10, 20, 50, 100)  # vLLM's docstring example
     assert one_two_five_buckets(4096)[-3:] == (500, 1000, 2000)  # 5000 > max_model_len

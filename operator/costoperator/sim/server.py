@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,6 +116,21 @@ class _Http:
         )
 
 
+#: Exposition reads kept per pod (over 15 minutes of scrapes at 1 s).
+READS_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read of a pod's `/metrics`: the wall-clock instant the fleet was brought up to for
+    it and the token counters it showed. A scrape's samples carry the scrape's start time,
+    which comes before its read (by milliseconds, or more with the fleet's lock contended)."""
+
+    unix_s: float
+    prompt_tokens: int
+    generation_tokens: int
+
+
 class SimServer:
     """A running simulated fleet with real exporter endpoints; a context manager.
 
@@ -164,6 +180,7 @@ class SimServer:
         self._thread: threading.Thread | None = None
         self._http: list[_Http] = []
         self._endpoints: list[Endpoint] = []
+        self._reads: defaultdict[str, deque[Read]] = defaultdict(lambda: deque(maxlen=READS_KEPT))
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -233,6 +250,18 @@ class SimServer:
         clock = self.clock
         with self.locked() as fleet:
             return fleet.truth(workload, clock.trace_s(start_unix_s), clock.trace_s(end_unix_s))
+
+    def pod_truth(self, pod: str, start_unix_s: float, end_unix_s: float) -> Truth:
+        """Ground truth of pod `pod` over a wall-clock window (e.g. one series' sampled span)."""
+        clock = self.clock
+        with self.locked() as fleet:
+            return fleet.pod_truth(pod, clock.trace_s(start_unix_s), clock.trace_s(end_unix_s))
+
+    def reads(self, pod: str) -> list[Read]:
+        """Pod `pod`'s latest reads of `/metrics`, oldest first (up to READS_KEPT): to match
+        a sample Prometheus stored to the instant the fleet really was at when it was read."""
+        with self._lock:
+            return list(self._reads[pod])
 
     def restart(self, pod: str) -> None:
         """Restart pod `pod`'s engine now: its counters start again from zero."""
@@ -309,7 +338,10 @@ class SimServer:
         def read() -> tuple[PodStats, float]:
             with self.locked() as fleet:
                 stats = fleet.pod(name).stats()
-                return stats, self.clock.unix_s(stats.started_s)
+                clock = self.clock
+                read = Read(clock.unix_s(fleet.now_s), stats.prompt_tokens, stats.generation_tokens)
+                self._reads[name].append(read)
+                return stats, clock.unix_s(stats.started_s)
 
         return read
 
