@@ -645,6 +645,10 @@ def write_plots(bt: Backtest, out: Path) -> list[Path]:
     return [capacity, cost]
 
 
+#: The bound goal's text when the solve did not decide it (`goals`: None with an oracle).
+UNDECIDED = "undecided: within 10% of the plan, not of the bound (raise --oracle-time-limit-s)"
+
+
 def _goal(value: bool | None) -> str:
     return "—" if value is None else ("pass" if value else "fail")
 
@@ -743,6 +747,11 @@ def render(bt: Backtest, output: str) -> None:
             )
         )
         extra = [(k.replace("_", " "), _goal(v)) for k, v in doc["goals"].items()]
+        if r.oracle is not None and doc["goals"]["planner_within_10pct_of_oracle_bound"] is None:
+            extra = [
+                (k, UNDECIDED) if k == "planner within 10pct of oracle bound" else (k, v)
+                for k, v in extra
+            ]
         if r.oracle is not None:
             extra.append(("oracle", r.oracle.method))
             extra.append(("oracle lower bound", money(r.oracle.lower_bound_usd)))

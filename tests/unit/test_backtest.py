@@ -17,6 +17,7 @@ import pytest
 from costengine.backtest import (
     PLANNER_BASES,
     POLICIES,
+    BacktestResult,
     BacktestSettings,
     FleetCount,
     FleetModel,
@@ -318,17 +319,32 @@ def test_the_oracle_goal_against_its_bound_passes_only_on_what_the_solver_proved
     planner, oracle = result.policies["planner"], result.policies["oracle"]
     assert result.oracle is not None
     assert planner.shortfall_token_ratio <= 0.005
-    # The oracle's plan 5% below the planner: the plan goal passes; the bound goal passes with
-    # the bound at the plan, and fails with it 20% below the planner (a wide solver gap).
-    plan = planner.cost_usd / 1.05
-    for bound, proven in ((plan, True), (planner.cost_usd / 1.2, False)):
-        faked = replace(
+
+    def faked(plan_usd: float, bound_usd: float, short: float | None = None) -> BacktestResult:
+        p = planner if short is None else replace(planner, shortfall_token_ratio=short)
+        assert result.oracle is not None
+        return replace(
             result,
-            policies={**result.policies, "oracle": replace(oracle, cost_usd=plan)},
-            oracle=replace(result.oracle, lower_bound_usd=bound),
+            policies={
+                **result.policies,
+                "planner": p,
+                "oracle": replace(oracle, cost_usd=plan_usd),
+            },
+            oracle=replace(result.oracle, lower_bound_usd=bound_usd),
         )
-        assert goals(faked)["planner_within_10pct_of_oracle"] is True
-        assert goals(faked)["planner_within_10pct_of_oracle_bound"] is proven
+
+    # (oracle's plan, its bound, planner's shortfall) -> (plan goal, bound goal).
+    usd = planner.cost_usd
+    cases = [
+        ((usd / 1.05, usd / 1.05, None), (True, True)),  # proven: the bound is at the plan
+        ((usd / 1.05, usd / 1.2, None), (True, None)),  # the gap straddles the margin: undecided
+        ((usd / 1.2, usd / 1.3, None), (False, False)),  # past 10% of the plan: proven out
+        ((usd / 1.05, usd / 1.05, 0.01), (False, False)),  # 1% short
+    ]
+    for (plan_usd, bound_usd, short), expected in cases:
+        g = goals(faked(plan_usd, bound_usd, short))
+        got = (g["planner_within_10pct_of_oracle"], g["planner_within_10pct_of_oracle_bound"])
+        assert got == expected, (plan_usd, bound_usd, short)
     # Without the oracle's run there is no bound.
     alone = replace(result, policies={"planner": planner}, oracle=None)
     assert goals(alone)["planner_within_10pct_of_oracle_bound"] is None
