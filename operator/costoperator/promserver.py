@@ -699,7 +699,8 @@ def backfill_openmetrics(
     compact while it is being measured; promtool uses the largest of its block ranges, 2 h ×
     3^k, not over the maximum, 18 h here, aligned to multiples of it since the epoch). Appends
     the mandatory `# EOF` if missing. Raises if promtool stored fewer samples than `text` has
-    (it drops out-of-order samples without an error).
+    (it drops, without an error, a sample older than the one before it in its series; it reads
+    the input once per block range, so only where both fall in one block's range).
 
     Start Prometheus on `data_dir` afterwards: a running server sees new blocks only after up
     to a minute. Backfilled samples must be older than any live sample the server will ingest
