@@ -165,8 +165,9 @@ def rate_factor(points: list[tuple[float, float]], at: float, window_s: float) -
     (first_t, first_v), (last_t, last_v) = points[0], points[-1]
     sampled = last_t - first_t
     average = sampled / (len(points) - 1)
-    to_start = first_t - (round(at, 3) - window_s)
-    to_end = round(at, 3) - last_t
+    end = round(at, 3)  # the query's time, as Prometheus reads it: to the millisecond
+    to_start = first_t - (end - window_s)
+    to_end = end - last_t
     increase = last_v - first_v  # no resets: the stack does not restart pods in this test
     if increase > 0 and first_v >= 0:
         to_start = min(to_start, sampled * first_v / increase)

@@ -317,12 +317,12 @@ def test_the_oracle_is_no_dearer_than_any_policy_that_serves_all_demand() -> Non
 def test_the_oracle_goal_against_its_bound_passes_only_on_what_the_solver_proved() -> None:
     result = run_backtest(_bursty(150), BacktestSettings(SMALL), [8] * 150, oracle_solver)
     planner, oracle = result.policies["planner"], result.policies["oracle"]
-    assert result.oracle is not None
+    solution = result.oracle
+    assert solution is not None
     assert planner.shortfall_token_ratio <= 0.005
 
     def faked(plan_usd: float, bound_usd: float, short: float | None = None) -> BacktestResult:
         p = planner if short is None else replace(planner, shortfall_token_ratio=short)
-        assert result.oracle is not None
         return replace(
             result,
             policies={
@@ -330,7 +330,7 @@ def test_the_oracle_goal_against_its_bound_passes_only_on_what_the_solver_proved
                 "planner": p,
                 "oracle": replace(oracle, cost_usd=plan_usd),
             },
-            oracle=replace(result.oracle, lower_bound_usd=bound_usd),
+            oracle=replace(solution, lower_bound_usd=bound_usd),
         )
 
     # (oracle's plan, its bound, planner's shortfall) -> (plan goal, bound goal).

@@ -463,8 +463,9 @@ def test_each_read_is_logged_with_its_instant_and_counters(
     for step in (10.0, 0.5, 7.25):
         clock.now += step
         got = scrape(url)
-        shown.append((clock.now, *got.values("vllm:prompt_tokens_total")))
-        shown[-1] += tuple(got.values("vllm:generation_tokens_total"))
+        (prompt,) = got.values("vllm:prompt_tokens_total")
+        (generation,) = got.values("vllm:generation_tokens_total")
+        shown.append((clock.now, prompt, generation))
     reads = server.reads(pod)
     assert [(r.unix_s, r.prompt_tokens, r.generation_tokens) for r in reads] == [
         (pytest.approx(t), p, g) for t, p, g in shown

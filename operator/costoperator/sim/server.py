@@ -261,7 +261,7 @@ class SimServer:
         """Pod `pod`'s latest reads of `/metrics`, oldest first (up to READS_KEPT): to match
         a sample Prometheus stored to the instant the fleet really was at when it was read."""
         with self._lock:
-            return list(self._reads[pod])
+            return list(self._reads.get(pod, ()))
 
     def restart(self, pod: str) -> None:
         """Restart pod `pod`'s engine now: its counters start again from zero."""
